@@ -166,7 +166,7 @@ class Simulator:
 
     def sync_logs(self, namespaces: list[str]) -> None:
         """Give annotated pods their fault log through kwok's Logs objects."""
-        _, _, custom = self.k8s()
+        custom = self.k8s()[2]
         wanted = {}
         for p in self.snap.pods:
             ann = p["metadata"].get("annotations") or {}
@@ -280,7 +280,7 @@ class Simulator:
                 for p in pods:
                     ann = p["metadata"].get("annotations") or {}
                     errs.append(float(ann.get(FAULT + "error-rate", 0)))
-                    _, throttle = self.pod_cpu(p, dep, len(pods))
+                    throttle = self.pod_cpu(p, dep, len(pods))[1]
                     lat = float(ann.get(FAULT + "latency", 0))
                     if throttle > 1.0:
                         lat = max(lat, 0.8 * throttle)
@@ -326,7 +326,7 @@ class Simulator:
                 if (p.get("status") or {}).get("phase") != "Running":
                     continue
                 key = (p["metadata"]["namespace"], self.owner_deployment(p))
-                cpu, _ = self.pod_cpu(p, deps.get(key), ready_count.get(key, 1))
+                cpu = self.pod_cpu(p, deps.get(key), ready_count.get(key, 1))[0]
                 mem = self.pod_memory(p)
                 used_cpu += cpu
                 used_mem += mem

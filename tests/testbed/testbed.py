@@ -71,7 +71,7 @@ def free_port() -> int:
 
 def run(cmd, check=True, env=None, capture=True, timeout=600, **kw):
     res = subprocess.run(
-        [str(c) for c in cmd], env=env, text=True, timeout=timeout,
+        [str(c) for c in cmd], env=env, text=True, timeout=timeout, check=False,
         stdout=subprocess.PIPE if capture else None, stderr=subprocess.PIPE if capture else None, **kw)
     if check and res.returncode != 0:
         raise TestbedError(f"{' '.join(map(str, cmd))} failed ({res.returncode}): {(res.stderr or '')[-2000:]}")
@@ -278,7 +278,7 @@ def node_manifest(i: int) -> dict:
         "spec": {"podCIDR": f"10.0.{i}.0/24", "podCIDRs": [f"10.0.{i}.0/24"]},
         "status": {
             "addresses": [{"address": f"192.0.2.{10 + i}", "type": "InternalIP"},
-                          {"address": name, "type": "Hostname"}],
+                          {"address": "localhost", "type": "Hostname"}],
             # a plausible machine so that "top pods by CPU" and pressure are meaningful
             "allocatable": {"cpu": "8", "memory": "32Gi", "pods": "110", "ephemeral-storage": "100Gi"},
             "capacity": {"cpu": "8", "memory": "32Gi", "pods": "110", "ephemeral-storage": "100Gi"},
@@ -331,23 +331,26 @@ def logs_default(kube: Kube) -> None:
     })
 
 
+def _ts(when: dt.datetime) -> str:
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def set_cert_status(kube: Kube) -> None:
     """cert-manager's controller does not run here: give the sample issuer and certificate
     the status it would write (tests move notAfter to simulate expiry)."""
     now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
-    ts = lambda d: d.strftime("%Y-%m-%dT%H:%M:%SZ")  # noqa: E731
     ready = [{"type": "Ready", "status": "True", "reason": "ACMEAccountRegistered",
               "message": "The ACME account was registered with the ACME server",
-              "lastTransitionTime": ts(now), "observedGeneration": 1}]
+              "lastTransitionTime": _ts(now), "observedGeneration": 1}]
     patch = json.dumps({"status": {"conditions": ready, "acme": {"uri": "https://acme.invalid/acct/1"}}})
     kube("patch", "clusterissuer", "letsencrypt-prod", "--subresource=status", "--type=merge", "-p", patch)
     not_after = now + dt.timedelta(days=60)
     cert = {"status": {
         "conditions": [{"type": "Ready", "status": "True", "reason": "Ready",
                         "message": "Certificate is up to date and has not expired",
-                        "lastTransitionTime": ts(now), "observedGeneration": 1}],
-        "notBefore": ts(not_after - dt.timedelta(days=90)), "notAfter": ts(not_after),
-        "renewalTime": ts(not_after - dt.timedelta(days=30)), "revision": 1}}
+                        "lastTransitionTime": _ts(now), "observedGeneration": 1}],
+        "notBefore": _ts(not_after - dt.timedelta(days=90)), "notAfter": _ts(not_after),
+        "renewalTime": _ts(not_after - dt.timedelta(days=30)), "revision": 1}}
     kube("-n", "octollm-prod", "patch", "certificate", "api-gateway-tls", "--subresource=status",
          "--type=merge", "-p", json.dumps(cert))
 
@@ -522,6 +525,10 @@ def rescale_rules(src: Path, dst: Path, window_scale: float, for_scale: float) -
     dst.write_text(yaml.safe_dump(doc, sort_keys=False, width=200))
 
 
+def _host(url: str) -> str:
+    return url.split("//", 1)[1]
+
+
 def start_prometheus(env: dict) -> None:
     pdir = STATE / "prometheus"
     shutil.rmtree(pdir, ignore_errors=True)
@@ -529,7 +536,6 @@ def start_prometheus(env: dict) -> None:
     port = free_port()
     rules = pdir / "alert-response.rules.yml"
     rescale_rules(REPO / "prometheus" / "alert-response.rules.yml", rules, WINDOW_SCALE, FOR_SCALE)
-    host = lambda url: url.split("//", 1)[1]  # noqa: E731
     cfg = {
         "global": {"scrape_interval": "2s", "evaluation_interval": "2s", "scrape_timeout": "2s"},
         "rule_files": [str(rules)],
@@ -539,14 +545,14 @@ def start_prometheus(env: dict) -> None:
             # kube-state-metrics and the simulator label series with the object's own
             # namespace: keep it (honor_labels) instead of renaming it exported_namespace
             {"job_name": "kube-state-metrics", "honor_labels": True,
-             "static_configs": [{"targets": [host(env["OCTOLLM_KSM_URL"])]}]},
+             "static_configs": [{"targets": [_host(env["OCTOLLM_KSM_URL"])]}]},
             {"job_name": "simulator", "honor_labels": True,
-             "static_configs": [{"targets": [host(env["OCTOLLM_SIMULATOR_URL"])]}]},
+             "static_configs": [{"targets": [_host(env["OCTOLLM_SIMULATOR_URL"])]}]},
             {"job_name": "redis", "static_configs": [{
-                "targets": [host(env["OCTOLLM_REDIS_EXPORTER_URL"])],
+                "targets": [_host(env["OCTOLLM_REDIS_EXPORTER_URL"])],
                 "labels": {"namespace": "octollm-prod", "cache": "octollm-prod/redis", "statefulset": "redis"}}]},
             {"job_name": "postgres", "static_configs": [{
-                "targets": [host(env["OCTOLLM_PG_EXPORTER_URL"])],
+                "targets": [_host(env["OCTOLLM_PG_EXPORTER_URL"])],
                 "labels": {"namespace": "octollm-prod", "database": "postgres", "statefulset": "postgres"}}]},
         ],
     }

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# `make test`: lint, unit tests, the test bed, integration tests and every molecule
+# scenario, in that order, on one shared test bed. Prints the time of each stage and
+# writes them to tests/output/timings.txt.
+#   KEEP_TESTBED=1   leave the test bed running afterwards (it is stopped only if this
+#                    run started it)
+#   ONLY=unit|integration|molecule|lint   run one stage
+set -uo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PWD/.venv/bin:$PATH" ANSIBLE_CONFIG="$PWD/ansible.cfg"
+mkdir -p tests/output
+timings=tests/output/timings.txt
+: > "$timings"
+failed=()
+stage() {  # stage <name> <command...>
+  local name=$1; shift
+  if [ -n "${ONLY:-}" ] && [ "$ONLY" != "$name" ] && [[ "$name" != "$ONLY"/* ]]; then return 0; fi
+  local t0=$SECONDS
+  echo "=== [$name] $*"
+  if "$@"; then
+    echo "=== [$name] ok in $((SECONDS - t0)) s" | tee -a "$timings"
+  else
+    echo "=== [$name] FAILED in $((SECONDS - t0)) s" | tee -a "$timings"
+    failed+=("$name")
+  fi
+}
+
+started_testbed=0
+testbed_up() {
+  if ! python tests/testbed/testbed.py status >/dev/null 2>&1; then started_testbed=1; fi
+  python tests/testbed/testbed.py up
+}
+cleanup() {
+  if [ "$started_testbed" = 1 ] && [ "${KEEP_TESTBED:-0}" != 1 ]; then
+    python tests/testbed/testbed.py down || true
+  fi
+}
+trap cleanup EXIT
+
+stage lint tools/lint.sh
+stage unit python -m pytest tests/unit -q -p no:cacheprovider
+case "${ONLY:-}" in
+  lint|unit) ;;  # no test bed needed
+  *) stage testbed testbed_up ;;
+esac
+stage integration python -m pytest tests/integration -q -p no:cacheprovider
+# one scenario at a time, all against the one running test bed
+for scenario in extensions/molecule/*/molecule.yml; do
+  [ -e "$scenario" ] || continue
+  name=$(basename "$(dirname "$scenario")")
+  [ "$name" = default ] && continue
+  stage "molecule/$name" env MOLECULE_GLOB='extensions/molecule/*/molecule.yml' molecule test -s "$name"
+done
+
+echo
+cat "$timings"
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "FAILED stages: ${failed[*]}"
+  exit 1
+fi
+echo "all stages passed"
