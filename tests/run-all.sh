@@ -41,7 +41,9 @@ stage lint tools/lint.sh
 stage unit python -m pytest tests/unit -q -p no:cacheprovider
 case "${ONLY:-}" in
   lint|unit) ;;  # no test bed needed
-  *) stage testbed testbed_up ;;
+  *) stage testbed testbed_up
+     # molecule and the integration tests read the test bed's addresses from the env
+     set -a; . .testbed/testbed.env; set +a ;;
 esac
 stage integration python -m pytest tests/integration -q -p no:cacheprovider
 # one scenario at a time, all against the one running test bed

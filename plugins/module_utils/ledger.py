@@ -108,6 +108,12 @@ _SCHEMA = [
         result TEXT,
         at DOUBLE PRECISION NOT NULL)""",
     "CREATE INDEX IF NOT EXISTS actions_target ON actions (target_key, at)",
+    # one procedure at a time per target (a run holds it; expiry covers crashed runs)
+    """CREATE TABLE IF NOT EXISTS locks (
+        target_key TEXT PRIMARY KEY,
+        holder TEXT NOT NULL,
+        acquired_at DOUBLE PRECISION NOT NULL,
+        expires_at DOUBLE PRECISION NOT NULL)""",
 ]
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -265,8 +271,12 @@ class Ledger:
             return {"ok": False, "backend": self.kind, "error": _redact(str(exc))}
 
     # ------------------------------------------------------------------ alerts
-    def record_alerts(self, alerts: list[dict], group: dict | None = None, now: float | None = None) -> list[dict]:
+    def record_alerts(self, alerts: list[dict], group: dict | None = None, now: float | None = None,
+                      target_key: str | None = None) -> list[dict]:
         """Store one webhook delivery. Returns, per alert, ``{"id", "new", "state"}``.
+
+        ``target_key`` overrides the target derived from the labels (a procedure started by
+        hand names its target); never pass anything from a webhook payload here.
 
         A known alert (same fingerprint, startsAt and status) only gets its delivery count
         raised: Alertmanager re-sends whole groups and HA pairs deliver twice.
@@ -278,7 +288,7 @@ class Ledger:
             for a in alerts:
                 labels = a.get("labels") or {}
                 params = (a["fingerprint"], a["startsAt"], a["status"], labels.get("alertname", ""),
-                          labels.get("severity"), target_of(labels), _dumps(labels),
+                          labels.get("severity"), target_key or target_of(labels), _dumps(labels),
                           _dumps(a.get("annotations") or {}), a.get("endsAt"), a.get("generatorURL"),
                           group.get("groupKey"), group.get("receiver"), int(group.get("truncatedAlerts") or 0),
                           now, now)
@@ -501,6 +511,32 @@ class Ledger:
         for r in rows:
             r["params"] = _loads(r["params"])
         return rows
+
+
+    # ------------------------------------------------------------------ locks
+    def acquire_lock(self, target_key: str, holder: str, ttl: float = 900, wait: float = 0,
+                     now: float | None = None) -> dict:
+        """Take the per-target lock, waiting up to ``wait`` seconds. Returns
+        ``{"acquired": bool, "holder": <current holder>, "expires_at": ...}``. A lock past its
+        expiry (a crashed run) is taken over; the same holder re-acquires (reruns)."""
+        deadline = time.monotonic() + max(0.0, wait)
+        while True:
+            t = time.time() if now is None else now
+            with self.transaction():
+                row = self._one("SELECT holder, expires_at FROM locks WHERE target_key = ?", (target_key,))
+                if row is None or row["holder"] == holder or row["expires_at"] < t:
+                    self._exec("DELETE FROM locks WHERE target_key = ?", (target_key,))
+                    self._exec("INSERT INTO locks (target_key, holder, acquired_at, expires_at) VALUES (?, ?, ?, ?)",
+                               (target_key, holder, t, t + ttl))
+                    return {"acquired": True, "holder": holder, "expires_at": t + ttl}
+            if time.monotonic() >= deadline:
+                return {"acquired": False, "holder": row["holder"], "expires_at": row["expires_at"]}
+            time.sleep(min(1.0, max(0.05, deadline - time.monotonic())))
+
+    def release_lock(self, target_key: str, holder: str) -> bool:
+        with self.transaction():
+            cur = self._exec("DELETE FROM locks WHERE target_key = ? AND holder = ?", (target_key, holder))
+            return cur.rowcount > 0
 
 
 class _Tx:
