@@ -1,0 +1,58 @@
+#!/usr/bin/env python3
+"""Count the runner's API requests in the test bed's audit log.
+
+    audit.py count --since <epoch> [--until <epoch>]   -> {"total": N, "by_verb": {...}}
+
+The audit policy (testbed.py) logs only the runner's ServiceAccount at Metadata level,
+so every line is one request a procedure made.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import sys
+from collections import Counter
+
+
+def parse(ts: str) -> float:
+    return dt.datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
+
+
+def count(path: str, since: float, until: float | None) -> dict:
+    verbs, resources = Counter(), Counter()
+    try:
+        with open(path) as f:
+            for line in f:
+                try:
+                    ev = json.loads(line)
+                except ValueError:
+                    continue
+                if ev.get("stage") != "ResponseComplete":
+                    continue
+                t = parse(ev.get("requestReceivedTimestamp") or ev["stageTimestamp"])
+                if t < since or (until is not None and t > until):
+                    continue
+                verbs[ev.get("verb", "?")] += 1
+                ref = ev.get("objectRef") or {}
+                resources[ref.get("resource", ev.get("requestURI", "?"))] += 1
+    except FileNotFoundError:
+        return {"total": None, "error": f"no audit log at {path}"}
+    return {"total": sum(verbs.values()), "by_verb": dict(verbs), "by_resource": dict(resources)}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("command", choices=["count"])
+    ap.add_argument("--since", type=float, required=True)
+    ap.add_argument("--until", type=float)
+    ap.add_argument("--log", default=os.environ.get("OCTOLLM_AUDIT_LOG", ""))
+    args = ap.parse_args()
+    json.dump(count(args.log, args.since, args.until), sys.stdout)
+    print()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
