@@ -147,6 +147,10 @@ class Simulator:
         snap.ok = True
         self.snap = snap
         self.sync_logs(namespaces)
+        try:
+            self.issue_certificates()
+        except Exception as exc:  # noqa: BLE001 - the next loop retries
+            LOG.warning("certificate issuing failed: %s", exc)
 
     def read_pg(self) -> dict[str, int]:
         if not self.pg_dsn:
@@ -372,6 +376,88 @@ class Simulator:
                 self.gauges[("certmanager_certificate_ready_status", labels + (("condition", cond),))] = \
                     1.0 if ready == cond else 0.0
 
+    # ------------------------------------------------------------- cert-manager
+    def issue_certificates(self) -> None:
+        """Stand-in for cert-manager's issuing controller (no ACME server is reachable here):
+        a Certificate with the Issuing condition gets a CertificateRequest; when its issuer is
+        Ready and the cert-manager Deployment has a ready pod, the request is issued and the
+        Certificate renewed (new notAfter, revision + 1); otherwise the request fails with the
+        issuer's message, as cert-manager reports it."""
+        core, apps, custom = self.k8s()
+        certs = [c for c in self.snap.certificates
+                 if any(x["type"] == "Issuing" and x["status"] == "True" for x in (c.get("status") or {}).get("conditions") or [])]
+        if not certs:
+            return
+        try:
+            cm = apps.read_namespaced_deployment("cert-manager", "cert-manager")
+            controller_up = (cm.status.ready_replicas or 0) > 0
+        except Exception:  # noqa: BLE001 - no cert-manager Deployment: nothing issues
+            controller_up = False
+        for cert in certs:
+            self._issue_one(custom, cert, controller_up)
+
+    def _issue_one(self, custom, cert: dict, controller_up: bool) -> None:
+        md, spec, st = cert["metadata"], cert["spec"], cert.get("status") or {}
+        ns, name = md["namespace"], md["name"]
+        rev = int(st.get("revision") or 0) + 1
+        ref = spec.get("issuerRef") or {}
+        if ref.get("kind") == "ClusterIssuer":
+            issuer = custom.get_cluster_custom_object("cert-manager.io", "v1", "clusterissuers", ref["name"])
+        else:
+            issuer = custom.get_namespaced_custom_object("cert-manager.io", "v1", ns, "issuers", ref["name"])
+        icond = next((x for x in (issuer.get("status") or {}).get("conditions") or [] if x["type"] == "Ready"), {})
+        now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+        ts = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+        cr_name = f"{name}-{rev}"
+        try:
+            custom.get_namespaced_custom_object("cert-manager.io", "v1", ns, "certificaterequests", cr_name)
+        except Exception:  # noqa: BLE001 - not there yet: create it
+            body = {"apiVersion": "cert-manager.io/v1", "kind": "CertificateRequest",
+                    "metadata": {"name": cr_name, "namespace": ns,
+                                 "annotations": {"cert-manager.io/certificate-name": name,
+                                                 "cert-manager.io/certificate-revision": str(rev)},
+                                 "ownerReferences": [{"apiVersion": "cert-manager.io/v1", "kind": "Certificate",
+                                                      "name": name, "uid": md["uid"], "controller": True,
+                                                      "blockOwnerDeletion": True}]},
+                    "spec": {"request": "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURSBSRVFVRVNULS0tLS0K", "issuerRef": ref,
+                             "usages": ["digital signature", "key encipherment"]}}
+            custom.create_namespaced_custom_object("cert-manager.io", "v1", ns, "certificaterequests", body)
+        if not controller_up:
+            return  # nothing happens while cert-manager's controller is down
+        if icond.get("status") == "True":
+            cr_status = {"conditions": [
+                {"type": "Approved", "status": "True", "reason": "cert-manager.io", "lastTransitionTime": ts},
+                {"type": "Ready", "status": "True", "reason": "Issued", "message": "Certificate fetched from issuer",
+                 "lastTransitionTime": ts}]}
+            duration = _duration_s(spec.get("duration") or "2160h")
+            before = _duration_s(spec.get("renewBefore") or f"{int(duration / 3)}s")
+            not_after = now + dt.timedelta(seconds=duration)
+            cert_status = {"revision": rev, "notBefore": ts, "notAfter": not_after.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                           "renewalTime": (not_after - dt.timedelta(seconds=before)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                           "conditions": [{"type": "Ready", "status": "True", "reason": "Ready",
+                                           "message": "Certificate is up to date and has not expired",
+                                           "lastTransitionTime": ts, "observedGeneration": md.get("generation", 1)}],
+                           "lastFailureTime": None, "failedIssuanceAttempts": None}
+        else:
+            reason = icond.get("message") or "issuer is not ready"
+            cr_status = {"conditions": [
+                {"type": "Approved", "status": "True", "reason": "cert-manager.io", "lastTransitionTime": ts},
+                {"type": "Ready", "status": "False", "reason": "Failed", "message": f"Failed to wait for order "
+                 f"resource to become ready: {reason}", "lastTransitionTime": ts}],
+                "failureTime": ts}
+            conds = [x for x in st.get("conditions") or [] if x["type"] != "Issuing"]
+            conds.append({"type": "Issuing", "status": "False", "reason": "Failed",
+                          "message": f"The certificate request has failed to complete and will be retried: {reason}",
+                          "lastTransitionTime": ts})
+            cert_status = {"conditions": conds, "lastFailureTime": ts,
+                           "failedIssuanceAttempts": int(st.get("failedIssuanceAttempts") or 0) + 1}
+        custom.patch_namespaced_custom_object_status("cert-manager.io", "v1", ns, "certificaterequests", cr_name,
+                                                     {"status": cr_status})
+        # a merge patch replaces the whole conditions list, which drops the Issuing condition
+        custom.patch_namespaced_custom_object_status("cert-manager.io", "v1", ns, "certificates", name,
+                                                     {"status": cert_status})
+        LOG.info("certificate %s/%s revision %s: %s", ns, name, rev, "issued" if icond.get("status") == "True" else "failed")
+
     # ------------------------------------------------------------------ cache
     def cache_loop(self) -> None:
         """Real cache traffic against Redis, shaped by CACHE_TTL and the steered key space."""
@@ -433,6 +519,19 @@ class Simulator:
         out.append(f"simulator_up {1 if self.snap.ok else 0}")
         out.append(f"simulator_cache_ops_total {self.cache_ops}")
         return "\n".join(out) + "\n"
+
+
+def _duration_s(text: str) -> float:
+    """Go duration as cert-manager writes it (2160h0m0s, 720h, 90m) -> seconds."""
+    total, num = 0.0, ""
+    units = {"h": 3600, "m": 60, "s": 1}
+    for ch in str(text):
+        if ch.isdigit() or ch == ".":
+            num += ch
+        elif ch in units and num:
+            total += float(num) * units[ch]
+            num = ""
+    return total or 7776000.0
 
 
 def _fmt_le(le: float) -> str:

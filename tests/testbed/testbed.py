@@ -7,6 +7,7 @@ all on 127.0.0.1.
     testbed.py down      stop every process it started, by PID
     testbed.py status    health of each component
     testbed.py env       print the env file (KEY=value, shell-sourceable)
+    testbed.py restart-simulator   restart the workload simulator on its port
 
 State lives in $OCTOLLM_TESTBED_DIR (default: <repo>/.testbed): the env file
 `testbed.env` (and `testbed.json`), logs/, pids/ and the data folders. Binaries come
@@ -488,8 +489,8 @@ def start_ksm(bins: dict, env: dict) -> None:
     wait_for("kube-state-metrics", lambda: http_ok(f"http://127.0.0.1:{port}/healthz"), timeout=30)
 
 
-def start_simulator(env: dict) -> None:
-    port = free_port()
+def start_simulator(env: dict, port: int | None = None) -> None:
+    port = port or free_port()
     spawn("simulator", [VENV_PY, HERE / "simulator.py", "--port", port,
                         "--kubeconfig", env.get("KUBECONFIG", ""), "--logs-dir", HERE / "logs",
                         "--pg-dsn", env["OCTOLLM_PG_ADMIN_DSN"], "--redis-url", env["OCTOLLM_REDIS_URL"]])
@@ -736,9 +737,24 @@ def down(quiet: bool = False) -> None:
         log("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
 
 
+def restart_simulator() -> None:
+    """Restart only the simulator (after changing simulator.py), on the same port."""
+    env = read_env()
+    if not env.get("OCTOLLM_SIMULATOR_URL"):
+        raise TestbedError("the test bed is not up: run `make testbed-up`")
+    pidfile = PIDS / "simulator.pid"
+    if pidfile.exists():
+        pid = int(pidfile.read_text() or 0)
+        if pid and pid_alive(pid):
+            os.killpg(pid, signal.SIGTERM)
+            wait_for("the old simulator to stop", lambda: not pid_alive(pid), timeout=15)
+    start_simulator(env, port=int(env["OCTOLLM_SIMULATOR_URL"].rsplit(":", 1)[1]))
+    log("simulator restarted")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("command", choices=["up", "down", "status", "env"])
+    ap.add_argument("command", choices=["up", "down", "status", "env", "restart-simulator"])
     args = ap.parse_args()
     try:
         if args.command == "up":
@@ -750,6 +766,8 @@ def main() -> int:
             for k, v in st.items():
                 print(f"{k:24} {'up' if v else 'DOWN'}")
             return 0 if st and all(st.values()) else 1
+        elif args.command == "restart-simulator":
+            restart_simulator()
         elif args.command == "env":
             if not ENV_FILE.exists():
                 print("test bed is not up: run `make testbed-up`", file=sys.stderr)
