@@ -16,6 +16,7 @@ import json
 import re
 import time
 
+from ansible_collections.octollm.alert_response.plugins.module_utils import escalation as _esc
 from ansible_collections.octollm.alert_response.plugins.module_utils.ledger import (
     LedgerError,
     is_dns_label,
@@ -24,8 +25,6 @@ from ansible_collections.octollm.alert_response.plugins.module_utils.ledger impo
 )
 
 SEVERITIES = ("critical", "warning", "info")
-# seconds: (acknowledge, resolve or review)
-SLA_DEFAULTS = {"critical": (300, 3600), "warning": (1800, 14400), "info": (None, 86400)}
 TIMELINE_KINDS = ("alert", "assess", "evidence", "diagnosis", "guardrail", "action", "verification",
                   "escalation", "notification", "note", "correlation", "close", "resolved", "error")
 TARGET_KINDS = ("deployment", "statefulset", "daemonset", "node", "pod", "certificate", "pvc", "hpa",
@@ -37,41 +36,17 @@ class IncidentError(Exception):
 
 
 # ----------------------------------------------------------------------- SLA clocks
-def sla_deadlines(severity: str, opened_at: float, overrides: dict | None = None) -> dict:
-    """Acknowledge and resolve deadlines (epoch seconds). Info alerts have a review
-    deadline instead of a resolve deadline and no acknowledge clock."""
-    severity = severity if severity in SEVERITIES else "warning"
-    ack, resolve = SLA_DEFAULTS[severity]
-    over = (overrides or {}).get(severity, {})
-    ack = over.get("ack", ack)
-    resolve = over.get("resolve", over.get("review", resolve))
-    out = {"ack_deadline": opened_at + ack if ack is not None else None}
-    if severity == "info":
-        out.update(resolve_deadline=None, review_deadline=opened_at + resolve)
-    else:
-        out.update(resolve_deadline=opened_at + resolve, review_deadline=None)
-    return out
+# The runbook's clocks (critical: ack 5 min / resolve 1 h; warning: ack 30 min, first action
+# 1 h, resolve 4 h; info: review 24 h) live in escalation.py with the escalation criteria.
+def sla_deadlines(severity: str, started_at: float, overrides: dict | None = None) -> dict:
+    """Deadlines (epoch seconds) of every clock; overrides as escalation.DEFAULTS names
+    them (``critical_ack_s``, ``warning_resolve_s`` ...)."""
+    return _esc.sla_deadlines(severity if severity in SEVERITIES else "warning", started_at, options=overrides or {})
 
 
 def sla_verdict(incident: dict, now: float | None = None) -> dict:
-    """Whether each clock was met, for the close record and the escalation criteria."""
-    now = time.time() if now is None else now
-    ack_at = incident.get("acknowledged_at")
-    ack_deadline, res_deadline = incident.get("ack_deadline"), incident.get("resolve_deadline")
-    resolved_at = incident.get("resolved_at")
-    out = {"ack_met": None, "resolve_met": None, "breached": []}
-    if ack_deadline is not None:
-        out["ack_met"] = ack_at is not None and ack_at <= ack_deadline
-        if not out["ack_met"] and (ack_at is not None or now > ack_deadline):
-            out["breached"].append("acknowledge")
-    if res_deadline is not None:
-        if resolved_at is not None:
-            out["resolve_met"] = resolved_at <= res_deadline
-        elif now > res_deadline:
-            out["resolve_met"] = False
-        if out["resolve_met"] is False:
-            out["breached"].append("resolve")
-    return out
+    """Whether each clock was met: ``{ack_met, resolve_met, ..., breached: [...]}``."""
+    return _esc.sla_status(incident, now)
 
 
 # --------------------------------------------------------------------------- targets
@@ -162,7 +137,8 @@ def open_incident(ledger, alert: dict, procedure: str | None, now: float | None 
         incident = ledger.create_incident(
             key, title or _title(alert, target_key), severity, procedure, target_key, started_at=started,
             ack_deadline=deadlines["ack_deadline"], resolve_deadline=deadlines["resolve_deadline"],
-            data={"review_deadline": deadlines["review_deadline"], "alertnames": [alert.get("alertname")]},
+            data={"review_deadline": deadlines["review_deadline"], "action_deadline": deadlines["action_deadline"],
+                  "alertnames": [alert.get("alertname")]},
             now=now)
         incident = ledger.update_incident(incident["id"], acknowledged_at=now)
     elif _rank(severity) > _rank(incident["severity"]):

@@ -93,7 +93,10 @@ options:
     type: float
     default: 7200
   sla:
-    description: SLA overrides, for example C({critical: {ack: 300, resolve: 3600}}).
+    description:
+      - SLA clock overrides in seconds, for example C({critical_ack_s: 300, critical_resolve_s: 3600,
+        warning_ack_s: 1800, warning_action_s: 3600, warning_resolve_s: 14400, info_review_s: 86400})
+        (the runbook's values are the defaults).
     type: dict
     default: {}
   kind:

@@ -640,7 +640,8 @@ def test_filter_loader_finds_the_filters():
                          timeout=120)
     assert res.returncode == 0, res.stderr
     found = json.loads(res.stdout.strip().splitlines()[-1])
-    module = "ansible_collections.octollm.alert_response.plugins.filter.escalation"
+    # the filters are the module_utils functions, exposed by plugins/filter/escalation.py
+    module = "ansible_collections.octollm.alert_response.plugins.module_utils.escalation"
     assert {name: found[name] for name in EXPECTED_FILTERS} == {name: f"{module}.{name}" for name in EXPECTED_FILTERS}
     assert found["_probe"] == "page_oncall"
 
