@@ -146,7 +146,7 @@ def test_resolved_alert_closes_the_incident_and_drafts_the_review(testbed_env, t
         fid = lg.record_alerts([firing])[0]["id"]
     review_dir = tmp_path / "reviews"
     env = dict(testbed_env, OCTOLLM_LEDGER=ledger_location)
-    common = ["-e", json.dumps({"alert_response_ledger": ledger_location, "alert_response_review_dir": str(review_dir)})]
+    common = ["-e", json.dumps({"alert_response_ledger": ledger_location, "incident_review_dir": str(review_dir)})]
 
     def run(pb, alert_id):
         res = subprocess.run([str(REPO / ".venv/bin/ansible-playbook"), pb, "-e", f"alert_id={alert_id}", *common],
