@@ -312,18 +312,33 @@ class Ledger:
         return out
 
     def set_alert_state(self, ids, state: str) -> None:
+        """Move alerts forward (received -> queued -> handled), never back: a playbook that
+        already handled an alert is not undone by the source marking it queued later."""
         if state not in ALERT_STATES:
             raise LedgerError(f"unknown alert state {state!r}; use one of {ALERT_STATES}")
         ids = [int(i) for i in ids]
         if not ids:
             return
+        earlier = [s for s in ALERT_STATES[:ALERT_STATES.index(state)]] or ["-"]
+        marks = ", ".join("?" for _ in earlier)
         with self.transaction():
             for i in ids:
-                self._exec("UPDATE alerts SET state = ? WHERE id = ?", (state, i))
+                self._exec(f"UPDATE alerts SET state = ? WHERE id = ? AND state IN ({marks})", (state, i, *earlier))
 
-    def pending_alerts(self) -> list[dict]:
-        """Alerts stored but never handed to the rulebook (a crash between ack and queue)."""
-        return [self._alert(r) for r in self._rows("SELECT * FROM alerts WHERE state = 'received' ORDER BY id")]
+    def pending_alerts(self, queued_within: float | None = None, now: float | None = None) -> list[dict]:
+        """Alerts stored but never handed to the rulebook (a crash between ack and queue),
+        and, with ``queued_within``, alerts handed over that long ago at most that no
+        playbook handled (the runner died with them in its queue). A firing alert whose
+        resolved notification is already stored is left out: only its end matters now."""
+        now = time.time() if now is None else now
+        sql = "SELECT * FROM alerts a WHERE (a.state = 'received'"
+        params: list = []
+        if queued_within:
+            sql += " OR (a.state = 'queued' AND a.received_at >= ?)"
+            params.append(now - queued_within)
+        sql += (") AND NOT (a.status = 'firing' AND EXISTS (SELECT 1 FROM alerts r WHERE r.fingerprint = "
+                "a.fingerprint AND r.starts_at = a.starts_at AND r.status = 'resolved')) ORDER BY a.id")
+        return [self._alert(r) for r in self._rows(sql, tuple(params))]
 
     def get_alert(self, alert_id: int) -> dict | None:
         row = self._one("SELECT * FROM alerts WHERE id = ?", (int(alert_id),))

@@ -309,6 +309,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from ansible.module_utils.basic import AnsibleModule
+
 from ansible_collections.octollm.alert_response.plugins.module_utils.guardrails import (
     DEFAULT_POLICY,
     NODE_GATED,

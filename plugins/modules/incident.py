@@ -74,6 +74,17 @@ options:
   incident_key:
     description: Open the incident under this key instead of the target (a correlated scenario joins its lead).
     type: str
+  related_alert_ids:
+    description:
+      - Ledger ids of alerts that follow this one in a multi-alert scenario (the rulebook passes the follower
+        when it sends a pair to the lead procedure). They are linked to the incident and recorded as
+        correlated; their own procedures are not run.
+    type: list
+    elements: int
+    default: []
+  scenario:
+    description: The runbook's multi-alert scenario (S1, S2, S3) that joined I(related_alert_ids).
+    type: str
   incident_id:
     description: The incident, for every state but C(open).
     type: int
@@ -346,6 +357,16 @@ def do_open(module, ledger) -> dict:
     incident, created, alerts = inc.open_incident(ledger, alert, p["procedure"], sla_overrides=p["sla"],
                                                   incident_key=p["incident_key"])
     assessment = assess(module, ledger, target, incident["id"])
+    related = [ledger.get_alert(i) for i in p["related_alert_ids"]]
+    related = [a for a in related if a is not None]
+    if related:
+        ledger.link_alerts(incident["id"], [a["id"] for a in related])
+        ledger.set_alert_state([a["id"] for a in related], "handled")
+        ledger.add_timeline(incident["id"], "correlation", f"scenario {p['scenario'] or '?'}: "
+                            f"{len(related)} correlated alert(s) joined; their own procedures are suppressed",
+                            {"scenario": p["scenario"], "alerts": [{"id": a["id"], "alertname": a["alertname"],
+                                                                    "target": a["target_key"]} for a in related]})
+        alerts = [inc.public_alert(a) for a in ledger.incident_alerts(incident["id"])]
     if created:
         a0 = alerts[0] if alerts else inc.public_alert(alert)
         ledger.add_timeline(incident["id"], "alert", f"alert {a0['alertname']} ({incident['severity']}) on "
@@ -416,8 +437,12 @@ def do_resolve(module, ledger) -> dict:
         return {"changed": False, "incident": None, "msg": "no incident was opened for this alert"}
     if module.check_mode:
         return {"changed": False, "closed": False, "incident": ledger.get_incident(incident_id)}
-    ledger.link_alerts(incident_id, [alert["id"]])
-    ledger.set_alert_state([alert["id"]], "handled")
+    # the rulebook runs this once per target per window: take every resolved alert of the
+    # target that arrived meanwhile, so none of them is handed over again after a restart
+    resolved = [a["id"] for a in ledger.alerts(target_key=alert["target_key"], status="resolved", limit=10000)
+                if a["state"] != "handled"] if alert["target_key"] else []
+    ledger.link_alerts(incident_id, sorted(set(resolved) | {alert["id"]}))
+    ledger.set_alert_state(sorted(set(resolved) | {alert["id"]}), "handled")
     ledger.add_timeline(incident_id, "resolved", f"alert {alert['alertname']} resolved (ends {alert['ends_at']})",
                         {"fingerprint": alert["fingerprint"]})
     cur = ledger.get_incident(incident_id)
@@ -445,6 +470,7 @@ def main():
         labels=dict(type="dict", default={}),
         severity=dict(type="str", default="warning", choices=["critical", "warning", "info"]),
         procedure=dict(type="str"), incident_key=dict(type="str"), incident_id=dict(type="int"),
+        related_alert_ids=dict(type="list", elements="int", default=[]), scenario=dict(type="str"),
         holder=dict(type="str"), lock_wait=dict(type="float", default=60), lock_ttl=dict(type="float", default=1800),
         assess_window=dict(type="float", default=7200), sla=dict(type="dict", default={}),
         kind=dict(type="str", choices=["assess", "evidence", "diagnosis", "guardrail", "action", "verification",

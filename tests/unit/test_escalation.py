@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from ansible_collections.octollm.alert_response.plugins.filter import escalation as esc
 
 REPO = Path(__file__).resolve().parents[2]

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from ansible_collections.octollm.alert_response.plugins.module_utils import guardrails as g
 from ansible_collections.octollm.alert_response.plugins.module_utils.ledger import Ledger
 from ansible_collections.octollm.alert_response.plugins.modules import guardrail as module

@@ -93,6 +93,31 @@ options:
         stored, so Alertmanager retries them later.
     type: int
     default: 1000
+  requeue_window:
+    description:
+      - On start, alerts handed to a rulebook that never handled them (the runner died with events in its
+        queue) are handed over again when they arrived within this many seconds (0 to 604800; 0 turns it off).
+        Alerts never handed over are always handed over again.
+    type: int
+    default: 3600
+  correlation_window_s1:
+    description:
+      - "Seconds (0 to 86400, 0 turns it off) within which a firing NodeNotReady makes a PodCrashLoopBackOff of a
+        pod on that node part of the runbook's scenario 1: C(meta.correlation) names the node alert as lead."
+    type: int
+    default: 300
+  correlation_window_s2:
+    description:
+      - Seconds (0 to 86400) within which a firing DatabaseConnectionPoolExhausted of a service makes its
+        HighErrorRate part of scenario 2 (the pool procedure leads).
+    type: int
+    default: 300
+  correlation_window_s3:
+    description:
+      - Seconds (0 to 86400) within which a firing LowCacheHitRate in a namespace makes a HighLatency or
+        HighRequestLatency there part of scenario 3 (the cache procedure leads).
+    type: int
+    default: 900
 """
 
 EXAMPLES = r"""
@@ -123,7 +148,9 @@ MAX_TEXT_LEN = 16384
 MARK_BATCH = 50
 ALERT_FIELDS = ("status", "labels", "annotations", "startsAt", "endsAt", "fingerprint", "generatorURL")
 
-_INT_RANGES = {"port": (1, 65535), "max_body_bytes": (1024, 64 * 1024 * 1024), "queue_limit": (1, 1000000)}
+_INT_RANGES = {"port": (1, 65535), "max_body_bytes": (1024, 64 * 1024 * 1024), "queue_limit": (1, 1000000),
+               "requeue_window": (0, 604800), "correlation_window_s1": (0, 86400),
+               "correlation_window_s2": (0, 86400), "correlation_window_s3": (0, 86400)}
 _FINGERPRINT = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _RFC3339 = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]{1,9}))?"
                       r"(?:[Zz]|([+-])([0-9]{2}):([0-9]{2}))")
@@ -139,24 +166,23 @@ _BRACKET_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
 _TEMPLATE_MARKER = re.compile(r"\{(?=[{%#])")
 
 
-def _load_ledger_module():
-    """The ledger, found next to this file: ansible-rulebook runs sources by path, so
-    the collection is not necessarily on sys.path."""
+def _load_module_util(name: str):
+    """A module_utils file of this collection, found next to this file: ansible-rulebook
+    runs sources by path, so the collection is not necessarily on sys.path."""
     try:
-        path = Path(__file__).resolve().parents[4] / "plugins" / "module_utils" / "ledger.py"
+        path = Path(__file__).resolve().parents[4] / "plugins" / "module_utils" / f"{name}.py"
     except IndexError:
         path = None
     if path is not None and path.is_file():
-        spec = importlib.util.spec_from_file_location("octollm_alert_response_ledger", path)
+        spec = importlib.util.spec_from_file_location(f"octollm_alert_response_{name}", path)
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         return module
-    from ansible_collections.octollm.alert_response.plugins.module_utils import ledger
-
-    return ledger
+    return importlib.import_module(f"ansible_collections.octollm.alert_response.plugins.module_utils.{name}")
 
 
-ledger_mod = _load_ledger_module()
+ledger_mod = _load_module_util("ledger")
+correlation_mod = _load_module_util("correlation")
 OPTIONS = yaml.safe_load(DOCUMENTATION)["options"]
 
 
@@ -542,7 +568,7 @@ class AlertmanagerSource:
 
     async def _requeue_pending(self) -> None:
         """Alerts stored but never handed over (the source stopped between ack and queue)."""
-        rows = await self._ledger_call(self.ledger.pending_alerts)
+        rows = await self._ledger_call(self.ledger.pending_alerts, self.settings["requeue_window"] or None)
         for row in rows:
             self._backlog.put_nowait((row["id"], event_from_row(row)))
         if rows:
@@ -568,6 +594,7 @@ class AlertmanagerSource:
             ledger_id, event = await self._backlog.get()
             self._in_hand = 1
             try:
+                event["meta"]["correlation"] = await self._correlation(ledger_id, event)
                 await self.queue.put(event)
                 self._unmarked.append(ledger_id)
             except Exception:  # noqa: BLE001 - a source filter failed; the alert stays 'received'
@@ -578,6 +605,24 @@ class AlertmanagerSource:
             if self._unmarked and (self._backlog.empty() or len(self._unmarked) >= MARK_BATCH
                                    or self._downstream_full()):
                 await self._flush_marks()
+
+    async def _correlation(self, ledger_id: int, event: dict) -> dict | None:
+        """The runbook's multi-alert scenario this alert follows, if any (read from the
+        ledger at hand-over time, so a lead stored a moment earlier counts)."""
+        if event["alert"]["status"] != "firing":
+            return None
+        windows = {k: self.settings[f"correlation_window_{k.lower()}"] for k in correlation_mod.SCENARIOS}
+        if not any(windows.values()):
+            return None
+        row = await self._ledger_call(self.ledger.get_alert, ledger_id)
+        if row is None:
+            return None
+        windows = {k: v for k, v in windows.items() if v}
+        try:
+            return await self._ledger_call(correlation_mod.correlate, self.ledger, row, windows)
+        except Exception as exc:  # noqa: BLE001 - correlation is advice; the alert still goes through
+            logger.error("correlation of alert %s failed: %s", ledger_id, ledger_mod._redact(str(exc)))
+            return None
 
     async def _flush_marks(self) -> None:
         ids, self._unmarked = self._unmarked, []
