@@ -224,6 +224,7 @@ sla:
 """
 
 import os
+import re
 import time
 import traceback
 
@@ -343,7 +344,12 @@ def do_open(module, ledger) -> dict:
     try:
         target = inc.parse_target(alert.get("target_key") or "")
     except inc.IncidentError as exc:
-        module.fail_json(msg=f"alert {alert.get('id')} ({alert.get('alertname')}): {exc}")
+        if p["procedure"] != "notify_only":
+            module.fail_json(msg=f"alert {alert.get('id')} ({alert.get('alertname')}): {exc}")
+        # no procedure can act on it, but a person must hear of it: its own incident
+        fp = re.sub(r"[^A-Za-z0-9._:-]", "_", str(alert.get("fingerprint")))[:64]
+        target = {"kind": "alert", "namespace": None, "name": fp, "key": f"alert/{fp}"}
+        alert = dict(alert, target_key=target["key"])
     if module.check_mode:
         existing = ledger.find_open_incident(p["incident_key"] or target["key"])
         return {"changed": False, "created": existing is None, "target": target,
