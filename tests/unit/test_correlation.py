@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pytest
+
 from ansible_collections.octollm.alert_response.plugins.module_utils import correlation
 from ansible_collections.octollm.alert_response.plugins.module_utils.ledger import Ledger
 
