@@ -14,6 +14,9 @@ if compgen -G "roles/*/tasks/*.yml" >/dev/null || compgen -G "playbooks/*.yml" >
   ansible-lint --profile production --offline -q roles playbooks
 fi
 
+echo "[lint] changelog fragments"
+antsibull-changelog lint
+
 echo "[lint] ansible-test sanity (on the built collection)"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
