@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # Copyright: (c) 2026, OctoLLM SRE <sre@octollm.example>
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """A misbehaving service for the db_pool_* molecule scenarios: real PostgreSQL sessions
