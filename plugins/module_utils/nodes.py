@@ -18,6 +18,9 @@ from ansible_collections.octollm.alert_response.plugins.module_utils.k8s import 
 
 CONDITIONS = ("Ready", "MemoryPressure", "DiskPressure", "PIDPressure", "NetworkUnavailable")
 MIRROR = "kubernetes.io/config.mirror"
+# Set on a node this collection cordoned, so that only its own cordons are given back
+# (a node a person cordoned stays cordoned).
+CORDONED_BY = "octollm.io/cordoned-by"
 
 
 class NodeError(Exception):
@@ -56,6 +59,7 @@ def node_summary(node: dict, now: float) -> dict:
             "conditions": conds,
             "pressure": [c["type"] for c in conds if c["type"] != "Ready" and c["status"] == "True"],
             "unschedulable": bool(spec.get("unschedulable")),
+            "cordoned_by": (node["metadata"].get("annotations") or {}).get(CORDONED_BY),
             "taints": [{k: t.get(k) for k in ("key", "value", "effect")} for t in spec.get("taints") or []],
             "allocatable": st.get("allocatable") or {}, "capacity": st.get("capacity") or {},
             "addresses": {a.get("type"): a.get("address") for a in st.get("addresses") or []},
@@ -117,9 +121,12 @@ class Node:
         except ApiException as exc:
             raise NodeError(api_error(exc, "cannot list nodes (for the NotReady share)")) from None
 
-    def set_unschedulable(self, value: bool):
+    def set_unschedulable(self, value: bool, owner=None):
+        body = {"spec": {"unschedulable": value}}
+        if owner is not None:
+            body["metadata"] = {"annotations": {CORDONED_BY: owner if value else None}}
         try:
-            self.c.core.patch_node(self.name, {"spec": {"unschedulable": value}})
+            self.c.core.patch_node(self.name, body)
         except ApiException as exc:
             verb = "cordon" if value else "uncordon"
             raise NodeError(api_error(exc, f"cannot {verb} node {self.name}")) from None
@@ -226,7 +233,7 @@ def evict_all(clients, node_name, pods, grace_period, timeout, interval, sleep=t
 
 
 def drain(clients, name, check_mode, force=False, ignore_daemonsets=True, delete_emptydir_data=True,
-          grace_period=None, timeout=120.0, interval=2.0) -> dict:
+          grace_period=None, timeout=120.0, interval=2.0, owner=None, wait_rescheduled=0.0) -> dict:
     node = Node(clients, name)
     obj = node.read()
     if obj is None:
@@ -243,40 +250,81 @@ def drain(clients, name, check_mode, force=False, ignore_daemonsets=True, delete
     if check_mode:
         return result
     if not was_cordoned:
-        node.set_unschedulable(True)
+        node.set_unschedulable(True, owner)
     try:
         evicted, blocked, stuck = evict_all(clients, name, evict, grace_period, timeout, interval)
     except NodeError as exc:
-        reverted = _revert(node, was_cordoned)
+        reverted = _revert(node, was_cordoned, owner)
         raise NodeError(f"{exc}; {reverted}", **dict(result, **exc.data, reverted=not was_cordoned)) from None
     result.update(evicted=evicted)
     if blocked or stuck:
-        reverted = _revert(node, was_cordoned)
+        reverted = _revert(node, was_cordoned, owner)
         what = "; ".join(f"{r}: {m}" for r, m in list(blocked.items())[:3]) if blocked else \
             f"pods still on the node after {timeout:g} s (stuck terminating?): {', '.join(stuck[:5])}"
         nxt = "retry later or raise the PodDisruptionBudget" if blocked else "check the pods' finalizers and the kubelet"
         raise NodeError(f"cannot drain node {name}: {what}; {reverted}; {nxt}",
                         **dict(result, blocked=blocked, stuck=stuck, reverted=not was_cordoned))
+    if wait_rescheduled:
+        result["rescheduled"] = wait_workloads(clients, evict, wait_rescheduled, interval)
     return result
 
 
-def _revert(node, was_cordoned) -> str:
+def _owners(pods) -> list:
+    out = []
+    for p in pods:
+        if p["owner_kind"] in ("Deployment", "StatefulSet", "ReplicaSet") and not p["finished"]:
+            key = {"kind": p["owner_kind"], "namespace": p["namespace"], "name": p["owner_name"]}
+            if key not in out:
+                out.append(key)
+    return out
+
+
+def workload_ready(clients, w) -> dict:
+    read = {"Deployment": clients.apps.read_namespaced_deployment, "StatefulSet": clients.apps.read_namespaced_stateful_set,
+            "ReplicaSet": clients.apps.read_namespaced_replica_set}[w["kind"]]
+    try:
+        obj = to_dict(read(w["name"], w["namespace"]))
+    except ApiException as exc:
+        return dict(w, ready=None, desired=None, error=api_error(exc, f"cannot read {w['kind']} {w['namespace']}/{w['name']}"))
+    return dict(w, ready=(obj.get("status") or {}).get("readyReplicas", 0) or 0,
+                desired=(obj.get("spec") or {}).get("replicas", 1))
+
+
+def wait_workloads(clients, pods, timeout, interval, sleep=time.sleep, clock=time.monotonic) -> dict:
+    """Wait until the controllers of the evicted pods have all their replicas Ready again
+    (the pods run elsewhere: the runbook's "no pod of theirs left Pending")."""
+    owners, deadline, t0 = _owners(pods), clock() + timeout, clock()
+    while True:
+        states = [workload_ready(clients, w) for w in owners]
+        short = [s for s in states if s["ready"] is None or s["ready"] < s["desired"]]
+        if not short or clock() >= deadline:
+            return {"ok": not short, "elapsed_s": round(clock() - t0, 1), "workloads": states}
+        sleep(interval)
+
+
+def _revert(node, was_cordoned, owner=None) -> str:
     if was_cordoned:
         return "the node stays cordoned as it was before"
     try:
-        node.set_unschedulable(False)
+        node.set_unschedulable(False, owner)
         return "the cordon was reverted"
     except NodeError as exc:
         return f"reverting the cordon failed too ({exc}): uncordon it by hand"
 
 
-def set_cordon(clients, name, cordon: bool, check_mode) -> dict:
+def set_cordon(clients, name, cordon: bool, check_mode, owner=None) -> dict:
+    """Cordon (marking the node as ours when ``owner`` is given) or uncordon (with
+    ``owner``: only a node this collection cordoned)."""
     node = Node(clients, name)
     obj = node.read()
     if obj is None:
         raise NodeError(f"node {name} not found; check the alert's node label")
     current = bool((obj.get("spec") or {}).get("unschedulable"))
+    ours = CORDONED_BY in ((obj.get("metadata") or {}).get("annotations") or {})
+    if not cordon and current and owner is not None and not ours:
+        return {"changed": False, "cordoned": False, "uncordoned": False, "foreign": True}
     changed = current != cordon
     if changed and not check_mode:
-        node.set_unschedulable(cordon)
-    return {"changed": changed, "cordoned": cordon and changed, "uncordoned": (not cordon) and changed}
+        node.set_unschedulable(cordon, owner)
+    return {"changed": changed, "cordoned": cordon and changed, "uncordoned": (not cordon) and changed,
+            "foreign": False}

@@ -56,6 +56,19 @@ options:
     description: Seconds between two eviction attempts of a pod a budget protects, and between two checks.
     type: float
     default: 2
+  owner:
+    description:
+      - Who cordons. V(cordon) and V(drain) mark the node with the annotation C(octollm.io/cordoned-by=<owner>);
+        V(uncordon) with O(owner) set only gives back a cordon that carries this annotation (any owner of this
+        collection) and leaves a node a person cordoned alone.
+    type: str
+  wait_rescheduled:
+    description:
+      - After a drain, seconds to wait until the controllers (Deployments, StatefulSets, ReplicaSets) of the
+        evicted pods have all their replicas Ready again elsewhere. V(0) does not wait. The result is in
+        RV(rescheduled); a timeout does not fail the module.
+    type: float
+    default: 0
 extends_documentation_fragment:
   - kubernetes.core.k8s_auth_options
   - ansible.builtin.action_common_attributes
@@ -149,6 +162,17 @@ reverted:
   returned: on failure
   type: bool
   sample: true
+foreign:
+  description: V(uncordon) with O(owner) found a node cordoned by someone else and left it cordoned.
+  returned: when O(state=uncordon)
+  type: bool
+  sample: false
+rescheduled:
+  description: With O(wait_rescheduled), whether the evicted pods' controllers are whole again, and their replicas.
+  returned: when O(state=drain) and O(wait_rescheduled) is set
+  type: dict
+  sample: {ok: true, elapsed_s: 4.2, workloads: [{kind: Deployment, namespace: octollm-prod, name: orchestrator,
+           ready: 3, desired: 3}]}
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -168,6 +192,8 @@ def argument_spec():
         grace_period=dict(type="int"),
         timeout=dict(type="float", default=120),
         interval=dict(type="float", default=2),
+        owner=dict(type="str"),
+        wait_rescheduled=dict(type="float", default=0),
     )
     return spec
 
@@ -176,13 +202,18 @@ def execute_module(module, k8s):
     p = module.params
     would = "would have " if module.check_mode else ""
     if p["state"] in ("cordon", "uncordon"):
-        result = set_cordon(k8s, p["name"], p["state"] == "cordon", module.check_mode)
-        result["msg"] = f"{would}{p['state']}ed node {p['name']}" if result["changed"] else \
-            f"node {p['name']} is already {'unschedulable' if p['state'] == 'cordon' else 'schedulable'}"
+        result = set_cordon(k8s, p["name"], p["state"] == "cordon", module.check_mode, p["owner"])
+        if result["foreign"]:
+            result["msg"] = f"node {p['name']} was cordoned by someone else (no octollm.io/cordoned-by): left cordoned"
+        elif result["changed"]:
+            result["msg"] = f"{would}{p['state']}ed node {p['name']}"
+        else:
+            result["msg"] = f"node {p['name']} is already {'unschedulable' if p['state'] == 'cordon' else 'schedulable'}"
         before = {"unschedulable": (p["state"] == "cordon") != result["changed"]}
     else:
         result = drain(k8s, p["name"], module.check_mode, p["force"], p["ignore_daemonsets"],
-                       p["delete_emptydir_data"], p["grace_period"], p["timeout"], p["interval"])
+                       p["delete_emptydir_data"], p["grace_period"], p["timeout"], p["interval"], p["owner"],
+                       0 if module.check_mode else p["wait_rescheduled"])
         n = len(result["evicted"] if not module.check_mode else result["to_evict"])
         result["msg"] = (f"{would}drained node {p['name']}: " + ("cordoned, " if result["cordoned"] else "")
                          + f"{n} pod(s) evicted") if result["changed"] else \

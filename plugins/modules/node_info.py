@@ -13,8 +13,9 @@ description:
   - The evidence of the node procedures (NodeNotReady, HighNodeCPUUsage, HighNodeMemoryUsage) in one call.
   - The node's conditions (Ready, MemoryPressure, DiskPressure, PIDPressure, NetworkUnavailable) with reason,
     message and heartbeat, the age of the newest heartbeat (the kubelet's pulse, a proxy for the kubelet log
-    the runbook reads over SSH), how long it has been not Ready, taints, C(unschedulable), allocatable
-    resources and addresses.
+    the runbook reads over SSH), how long it has been not Ready, taints, C(unschedulable) and who cordoned it
+    (C(cordoned_by), the C(octollm.io/cordoned-by) annotation C(node_drain) sets), allocatable resources and
+    addresses.
   - The pods on the node (field selector C(spec.nodeName), as the runbook's C(kubectl get pods
     --field-selector)) with owner, readiness and whether they are critical (in O(critical_namespaces) or
     owned by one of O(critical_workloads)), DaemonSet, mirror, unmanaged or using emptyDir data (what a drain
@@ -92,6 +93,7 @@ node:
     heartbeat_age_s: 4.1
     pressure: [MemoryPressure]
     unschedulable: false
+    cordoned_by: null
     taints: [{key: node.kubernetes.io/not-ready, effect: NoSchedule, value: null}]
     conditions: [{type: Ready, status: "False", reason: KubeletNotReady, message: "...", last_heartbeat: "..."}]
 cluster:
