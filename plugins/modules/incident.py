@@ -231,14 +231,19 @@ import traceback
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.octollm.alert_response.plugins.module_utils import incident as inc
-from ansible_collections.octollm.alert_response.plugins.module_utils.k8s import (
-    ApiException,
-    auth_spec,
-    clients,
-    owner_workload,
-    recent_rollouts,
-)
 from ansible_collections.octollm.alert_response.plugins.module_utils.ledger import Ledger, LedgerError, _redact
+
+try:
+    from ansible_collections.kubernetes.core.plugins.module_utils.args_common import AUTH_ARG_SPEC
+except ImportError:  # pragma: no cover - kubernetes.core is a declared dependency
+    AUTH_ARG_SPEC = {}
+
+
+def k8s_helpers():
+    """The Kubernetes helpers, imported on first use. Only opening an incident reads the
+    API; importing the client costs ~0.6 s, paid by every record/escalate/close call otherwise."""
+    from ansible_collections.octollm.alert_response.plugins.module_utils import k8s  # noqa: PLC0415
+    return k8s
 
 
 def secret_of(location: str | None) -> list:
@@ -285,22 +290,26 @@ def load_alert(module, ledger) -> dict:
 def resolve_target(module, key: str) -> dict:
     """Validate a manual target; a pod is replaced by its owning workload."""
     try:
-        if key.startswith("pod/"):
-            parts = key.split("/")
-            if len(parts) != 3:
-                raise inc.IncidentError(f"invalid target {key!r}: expected pod/<namespace>/<name>")
-            inc.parse_target(f"deployment/{parts[1]}/{parts[2]}")  # validates the names
-            c = clients(module)
-            pod = c.core.read_namespaced_pod(parts[2], parts[1])
-            kind, name = owner_workload(c, parts[1], pod)
-            if kind not in ("Deployment", "StatefulSet", "DaemonSet"):
-                raise inc.IncidentError(f"pod {parts[1]}/{parts[2]} has no workload owner ({kind}); "
-                                        "give the workload as target instead")
-            key = f"{kind.lower()}/{parts[1]}/{name}"
-        return inc.parse_target(key)
+        if not key.startswith("pod/"):
+            return inc.parse_target(key)
+        parts = key.split("/")
+        if len(parts) != 3:
+            raise inc.IncidentError(f"invalid target {key!r}: expected pod/<namespace>/<name>")
+        inc.parse_target(f"deployment/{parts[1]}/{parts[2]}")  # validates the names
     except inc.IncidentError as exc:
         module.fail_json(msg=str(exc))
-    except ApiException as exc:
+    k8s = k8s_helpers()
+    try:
+        c = k8s.clients(module)
+        pod = c.core.read_namespaced_pod(parts[2], parts[1])
+        kind, name = k8s.owner_workload(c, parts[1], pod)
+        if kind not in ("Deployment", "StatefulSet", "DaemonSet"):
+            raise inc.IncidentError(f"pod {parts[1]}/{parts[2]} has no workload owner ({kind}); "
+                                    "give the workload as target instead")
+        return inc.parse_target(f"{kind.lower()}/{parts[1]}/{name}")
+    except inc.IncidentError as exc:
+        module.fail_json(msg=str(exc))
+    except k8s.ApiException as exc:
         module.fail_json(msg=f"cannot resolve {key}: {exc.status} {exc.reason}")
 
 
@@ -309,9 +318,10 @@ def assess(module, ledger, target: dict, incident_id) -> dict:
     p = module.params
     out = {"recent_rollouts": [], "related_alerts": []}
     if target["namespace"] and p["assess_window"] > 0:
+        k8s = k8s_helpers()
         try:
-            out["recent_rollouts"] = recent_rollouts(clients(module), target["namespace"], p["assess_window"])
-        except ApiException as exc:
+            out["recent_rollouts"] = k8s.recent_rollouts(k8s.clients(module), target["namespace"], p["assess_window"])
+        except k8s.ApiException as exc:
             out["rollouts_error"] = f"{exc.status} {exc.reason}"
     related = []
     for a in ledger.firing_alerts():
@@ -489,7 +499,7 @@ def main():
         reasons=dict(type="list", elements="str", default=[]),
         verified=dict(type="bool", default=False), force=dict(type="bool", default=False),
     )
-    spec.update(auth_spec())
+    spec.update(AUTH_ARG_SPEC)
     module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
     p = module.params
     if module.check_mode and p["state"] in ("record", "escalate", "close", "release") and p["incident_id"] is None \
