@@ -2,6 +2,8 @@
 """Count the runner's API requests in the test bed's audit log.
 
     audit.py count --since <epoch> [--until <epoch>]   -> {"total": N, "by_verb": {...}}
+    audit.py permissions [--since <epoch>]             -> the (group, resource, verb) set used,
+                                                          split by namespace, to review rbac/
 
 The audit policy (testbed.py) logs only the runner's ServiceAccount at Metadata level,
 so every line is one request a procedure made.
@@ -42,14 +44,38 @@ def count(path: str, since: float, until: float | None) -> dict:
     return {"total": sum(verbs.values()), "by_verb": dict(verbs), "by_resource": dict(resources)}
 
 
+def permissions(path: str, since: float) -> dict:
+    used: dict = {}
+    with open(path) as f:
+        for line in f:
+            try:
+                ev = json.loads(line)
+            except ValueError:
+                continue
+            if ev.get("stage") != "ResponseComplete" or parse(ev["stageTimestamp"]) < since:
+                continue
+            ref = ev.get("objectRef") or {}
+            if not ref.get("resource"):
+                continue  # discovery (/apis, /version)
+            res = ref["resource"] + (f"/{ref['subresource']}" if ref.get("subresource") else "")
+            key = f"{ref.get('apiGroup', '') or 'core'} {res}"
+            entry = used.setdefault(key, {})
+            code = (ev.get("responseStatus") or {}).get("code", 0)
+            entry.setdefault(ev["verb"], set()).add(f"{ref.get('namespace', '<cluster>')}{'' if code < 400 else ' DENIED'}")
+    return {k: {verb: sorted(ns) for verb, ns in v.items()} for k, v in sorted(used.items())}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("command", choices=["count"])
-    ap.add_argument("--since", type=float, required=True)
+    ap.add_argument("command", choices=["count", "permissions"])
+    ap.add_argument("--since", type=float, default=0.0)
     ap.add_argument("--until", type=float)
     ap.add_argument("--log", default=os.environ.get("OCTOLLM_AUDIT_LOG", ""))
     args = ap.parse_args()
-    json.dump(count(args.log, args.since, args.until), sys.stdout)
+    if args.command == "permissions":
+        json.dump(permissions(args.log, args.since), sys.stdout, indent=1)
+    else:
+        json.dump(count(args.log, args.since, args.until), sys.stdout)
     print()
     return 0
 
