@@ -7,6 +7,7 @@
     {{ lines | octollm.alert_response.classify_log_lines }}
     {{ '256Mi' | octollm.alert_response.scale_quantity(2) }}          -> 512Mi
     {{ samples | octollm.alert_response.onset_of_latest_run(0.1) }}
+    {{ workload_info_result | octollm.alert_response.service_facts(prometheus_loop.results, 'ratio', 0.1) }}
 """
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ from ansible_collections.octollm.alert_response.plugins.module_utils.diagnosis i
     diagnose,
     onset_of_latest_run,
     quantity,
+    rollout_facts,
     scale_quantity,
+    service_facts,
 )
 
 
@@ -33,4 +36,6 @@ class FilterModule:
             "scale_quantity": scale_quantity,
             "k8s_quantity": quantity,
             "onset_of_latest_run": onset_of_latest_run,
+            "service_facts": service_facts,
+            "rollout_facts": rollout_facts,
         }

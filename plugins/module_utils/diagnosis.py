@@ -606,6 +606,94 @@ def latency_cause(facts, options=None) -> dict:
                                           "and slow external APIs need traces"])
 
 
+def _by_name(results) -> dict:
+    """{name: result} of a looped prometheus_query task (``item.name`` names each query);
+    skipped and failed queries are left out."""
+    out = {}
+    for r in results or []:
+        if not isinstance(r, dict) or r.get("skipped") or r.get("failed"):
+            continue
+        name = (r.get("item") or {}).get("name")
+        if name:
+            out[name] = r
+    return out
+
+
+def _series_values(result, label):
+    """{label value: float} of an instant vector result."""
+    out = {}
+    for s in (result or {}).get("result") or []:
+        key = (s.get("metric") or {}).get(label)
+        value = _num((s.get("value") or [None, None])[1])
+        if key is not None and value is not None:
+            out[key] = value
+    return out
+
+
+def rollout_facts(workload) -> dict | None:
+    """The current revision of a workload_info result as ``{revision, created_epoch,
+    previous_revision, age_s, images}`` (None without revisions)."""
+    ev = workload.get("workload", workload) if isinstance(workload, dict) else {}
+    current, previous = _previous_revision(ev)
+    if not current:
+        return None
+    return {"revision": current.get("revision"), "created_epoch": current.get("created_epoch"),
+            "previous_revision": (previous or {}).get("revision"), "age_s": current.get("age_s"),
+            "images": current.get("images") or [], "previous_images": (previous or {}).get("images") or []}
+
+
+def service_facts(workload, prom_results, signal="ratio", threshold=0.1, scenario=None, durations=()) -> dict:
+    """The facts error_rate_cause / latency_cause read, from a workload_info result and the
+    results of a looped prometheus_query task whose items are named:
+
+    ``ratio`` or ``p95`` (the signal now; ``signal`` says which), ``history`` (a range of
+    the signal), ``pool``, ``downstream`` (p95 by service), ``memory_growth``,
+    ``services_affected``, ``cpu`` (cores by pod and container), ``cache_hit_ratio``,
+    ``by_handler`` (p95 by handler).
+
+    ``durations``: thresholds for which to report how long the signal has stayed above
+    them (``over_s``: {threshold: seconds}), e.g. 0.2 for the 20 % escalation.
+    """
+    ev = workload.get("workload", workload) if isinstance(workload, dict) else {}
+    q = _by_name(prom_results)
+    history = (((q.get("history") or {}).get("result") or [{}])[0] or {}).get("values") or []
+    run = onset_of_latest_run(history, float(threshold))
+    value = _num((q.get(signal) or {}).get("scalar"))
+    deps = {d.get("service"): d for d in ev.get("dependencies") or []}
+    p95s = _series_values(q.get("downstream"), "service")
+    downstream = []
+    for name in sorted(set(deps) | set(p95s)):
+        d = deps.get(name) or {}
+        downstream.append({"service": name, "p95": p95s.get(name), "ready_endpoints": d.get("ready_endpoints"),
+                           "workload": d.get("workload"), "pods_total": d.get("pods_total")})
+    limits = {c.get("name"): ((c.get("resources") or {}).get("limits") or {}).get("cpu") for c in ev.get("containers") or []}
+    cpu = []
+    for s in (q.get("cpu") or {}).get("result") or []:
+        m = s.get("metric") or {}
+        lim = limits.get(m.get("container"))
+        try:
+            lim_cores = quantity(lim) if lim else None
+        except ValueError:
+            lim_cores = None
+        cpu.append({"pod": m.get("pod"), "container": m.get("container"), "usage_cores": _num((s.get("value") or [0, 0])[1]),
+                    "limit": lim, "limit_cores": lim_cores})
+    facts = {
+        signal: value, "error_rate" if signal == "ratio" else "p95": value,
+        "onset": run["onset"], "onset_known": bool(run["onset"]) and not run["since_start"],
+        "beyond_for_s": run["duration_s"], "rollout": rollout_facts(ev), "scenario": scenario,
+        "pool_ratio": _num((q.get("pool") or {}).get("scalar")), "downstream": downstream,
+        "memory_growth_bytes_per_s": _num((q.get("memory_growth") or {}).get("scalar")),
+        "services_affected": int(_num((q.get("services_affected") or {}).get("scalar")) or 0),
+        "log_classes": ev.get("log_classes") or {}, "cpu": cpu,
+        "cache_hit_ratio": _num((q.get("cache_hit_ratio") or {}).get("scalar")),
+        "by_handler": _series_values(q.get("by_handler"), "handler"),
+        "over_s": {str(t): onset_of_latest_run(history, float(t))["duration_s"] for t in durations},
+    }
+    if run["since_start"]:
+        facts["onset"] = None  # the run started before the look-back: the real onset is unknown
+    return facts
+
+
 CAUSE_FUNCTIONS = {
     "pod_crashloop": crashloop_cause,
     "node_not_ready": node_cause,

@@ -16,7 +16,11 @@ import datetime as dt
 import re
 import time
 
-from ansible_collections.octollm.alert_response.plugins.module_utils.diagnosis import classify_lines, merge_counts
+from ansible_collections.octollm.alert_response.plugins.module_utils.diagnosis import (
+    classify_lines,
+    merge_counts,
+    quantity,
+)
 from ansible_collections.octollm.alert_response.plugins.module_utils.k8s import ApiException, api_error, to_dict
 
 KINDS = ("Deployment", "StatefulSet")
@@ -628,7 +632,10 @@ class Actions:
         new = copy.deepcopy(res)
         for part, values in (("limits", limits), ("requests", requests)):
             for k, v in (values or {}).items():
-                new.setdefault(part, {})[k] = str(v)
+                old = (res.get(part) or {}).get(k)
+                # the API server canonicalises quantities (1000m is stored as 1): compare values
+                if old is None or not _same_quantity(old, v):
+                    new.setdefault(part, {})[k] = str(v)
         if new == res:
             return False, None, res, new, f"{self.w.what()} container {c['name']} already has these resources"
         patch = {"spec": {"template": {"spec": {"containers": [{"name": c["name"], "resources": new}]}}}}
@@ -714,6 +721,13 @@ def revisions_with_templates(workload: Workload) -> list:
         out.append({"revision": int(ann.get(REVISION, 0) or 0), "name": rs["metadata"]["name"], "template": tpl,
                     "annotations": ann, "images": [c.get("image") for c in (tpl.get("spec") or {}).get("containers") or []]})
     return sorted(out, key=lambda r: r["revision"], reverse=True)
+
+
+def _same_quantity(a, b) -> bool:
+    try:
+        return quantity(a) == quantity(b)
+    except ValueError:
+        return str(a) == str(b)
 
 
 def _without_hash(tpl):

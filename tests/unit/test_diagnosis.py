@@ -423,3 +423,50 @@ def test_filter_plugin_as_ansible_loads_it(tmp_path):
     msg = json.loads(res.stdout)["plays"][0]["tasks"][0]["hosts"]["localhost"]["msg"]
     out = json.loads(msg) if isinstance(msg, str) else msg
     assert out["cause"] == "oom" and out["details"]["raises"][0]["new_memory"] == "600Mi"
+
+
+# ------------------------------------------------------------------- service_facts
+def prom(name, scalar=None, result=None, skipped=False):
+    return {"item": {"name": name}, "scalar": scalar, "result": result or [], "skipped": skipped}
+
+
+def test_rollout_facts_current_and_previous():
+    assert dg.rollout_facts(workload([])) == {"revision": 2, "created_epoch": None, "previous_revision": 1,
+                                              "age_s": 60, "images": ["ghcr.io/o/app:2"],
+                                              "previous_images": ["ghcr.io/o/app:1"]}
+    assert dg.rollout_facts({"workload": {"revisions": []}}) is None
+
+
+def test_service_facts_joins_prometheus_and_the_workload():
+    ev = workload([], dependencies=[{"service": "orchestrator", "ready_endpoints": 3, "pods_total": 3,
+                                     "workload": {"kind": "Deployment", "name": "orchestrator"}}],
+                  log_classes={"rate_limited": 2})
+    ev["workload"]["revisions"][0]["created_epoch"] = 1000.0
+    results = [
+        prom("ratio", 0.5),
+        prom("history", result=[{"values": [[990, "0"], [1000, "0"], [1010, "0.3"], [1020, "0.5"]]}]),
+        prom("pool", 0.4),
+        prom("downstream", result=[{"metric": {"service": "orchestrator"}, "value": [1020, "2.5"]}]),
+        prom("cpu", result=[{"metric": {"pod": "app-1", "container": "app"}, "value": [1020, "0.5"]}]),
+        prom("services_affected", 2.0),
+        prom("memory_growth", skipped=True),
+    ]
+    f = dg.service_facts(ev, results, "ratio", 0.1, "S2", [0.2])
+    assert f["error_rate"] == 0.5 and f["onset"] == 1010.0 and f["onset_known"] is True
+    assert f["rollout"]["revision"] == 2 and f["pool_ratio"] == 0.4 and f["services_affected"] == 2
+    assert f["downstream"] == [{"service": "orchestrator", "p95": 2.5, "ready_endpoints": 3,
+                                "workload": {"kind": "Deployment", "name": "orchestrator"}, "pods_total": 3}]
+    assert f["cpu"] == [{"pod": "app-1", "container": "app", "usage_cores": 0.5, "limit": "500m", "limit_cores": 0.5}]
+    assert f["memory_growth_bytes_per_s"] is None and f["scenario"] == "S2"
+    assert f["over_s"] == {"0.2": 10.0} and f["log_classes"] == {"rate_limited": 2}
+    # and the cause functions read them as they are
+    assert dg.error_rate_cause(f)["cause"] == "db_pool_exhausted"
+    f["scenario"] = None
+    assert dg.error_rate_cause(f)["cause"] == "recent_rollout"
+
+
+def test_service_facts_onset_older_than_the_lookback_is_unknown():
+    results = [prom("p95", 2.0), prom("history", result=[{"values": [[0, "2"], [10, "2.1"]]}])]
+    f = dg.service_facts(workload([]), results, "p95", 1.0)
+    assert f["p95"] == 2.0 and f["onset"] is None and f["onset_known"] is False and f["beyond_for_s"] == 10.0
+    assert dg.latency_cause(f)["cause"] == "undetermined"
