@@ -305,11 +305,11 @@ def _crash_oom(ev, problem, o):
     logs = (ev.get("log_classes") or {}).get("oom", 0)
     if not hits and not events and not logs:
         return None
-    reasons = [f"pod {p} container {c}: last terminated OOMKilled" for p, c, _ in hits[:3]]
+    reasons = [f"pod {p} container {c}: last terminated OOMKilled" for p, c, _reason in hits[:3]]
     reasons += [f"event {e['reason']} on {e.get('name')}" for e in events[:2]]
     if logs:
         reasons.append(f"{logs} log line(s) say out of memory")
-    names = list(dict.fromkeys(c for _, c, _ in hits)) or [c.get("name") for c in (ev.get("containers") or [])[:1]]
+    names = list(dict.fromkeys(c for _pod, c, _reason in hits)) or [c.get("name") for c in (ev.get("containers") or [])[:1]]
     raises = []
     for c in ev.get("containers") or []:
         if c.get("name") not in names:
@@ -410,7 +410,7 @@ def crashloop_cause(evidence, options=None) -> dict:
         found = rule(problem)
         if found:
             return found
-    waiting = sorted({r for p in problem for _, r in _pod_reasons(p, "waiting_reason")})
+    waiting = sorted({r for p in problem for _name, r in _pod_reasons(p, "waiting_reason")})
     return _result(UNDETERMINED, [f"{len(problem)} pod(s) failing (waiting: {', '.join(waiting) or 'none'}) and no "
                                   "rule matched the evidence: a new issue for the runbook"])
 
@@ -445,7 +445,7 @@ def node_cause(evidence, options=None) -> dict:
         c = cond.get(ctype) or {}
         if c.get("status") == "True":
             return _result(cause, reasons + [f"{ctype}=True ({c.get('reason') or 'no reason'})"],
-                           conditions=[t for t, _ in _PRESSURE if (cond.get(t) or {}).get("status") == "True"])
+                           conditions=[t for t, _cause in _PRESSURE if (cond.get(t) or {}).get("status") == "True"])
     age = _num(node.get("heartbeat_age_s"))
     message = str(ready.get("message") or "").lower()
     if status == "Unknown" or (age is not None and age > o["heartbeat_stale_s"]):
@@ -500,9 +500,9 @@ def _downstream(facts, o):
             slow.append((d, f"downstream {d.get('service')} p95 {p95:.2f} s > {o['downstream_p95_s']:g} s"))
     if not slow:
         return None
-    return _result("downstream_timeout", [r for _, r in slow],
+    return _result("downstream_timeout", [r for _svc, r in slow],
                    services=[{"service": d.get("service"), "workload": d.get("workload"), "p95": d.get("p95")}
-                             for d, _ in slow])
+                             for d, _reason in slow])
 
 
 def error_rate_cause(facts, options=None) -> dict:
@@ -576,9 +576,9 @@ def latency_cause(facts, options=None) -> dict:
         return _result(NO_FAULT, [f"p95 {p95:.2f} s is at or below {o['p95_threshold_s']:g} s"])
     head = f"p95 {p95:.2f} s (> {o['p95_threshold_s']:g} s)"
     if facts.get("scenario") == "S3":
-        return _result("cache_ineffective", [head, "the rulebook correlated HighLatency with LowCacheHitRate "
-                                              "(scenario 3): the cache procedure leads, no rollback/CPU/scale"],
-                       handover="low_cache_hit_rate")
+        why = "the rulebook correlated HighLatency with LowCacheHitRate (scenario 3): the cache procedure leads, " \
+            "no rollback/CPU/scale"
+        return _result("cache_ineffective", [head, why], handover="low_cache_hit_rate")
     found, why = _rollout_rule(facts, o, "latency")
     if found:
         found["reasons"].insert(0, head)

@@ -89,8 +89,8 @@ def classify_pod(p: dict, critical_namespaces, critical_workloads) -> dict:
             "owner_kind": owner_kind, "owner_name": owner_name,
             "critical": meta["namespace"] in critical_namespaces or owner_name in critical_workloads,
             "daemonset": owner_kind == "DaemonSet", "mirror": MIRROR in (meta.get("annotations") or {}),
-            "unmanaged": owner is None, "local_storage": any(v.get("emptyDir") is not None
-                                                              for v in spec.get("volumes") or []),
+            "unmanaged": owner is None,
+            "local_storage": any(v.get("emptyDir") is not None for v in spec.get("volumes") or []),
             "terminating": bool(meta.get("deletionTimestamp")),
             "finished": st.get("phase") in ("Succeeded", "Failed")}
 
@@ -245,8 +245,9 @@ def drain(clients, name, check_mode, force=False, ignore_daemonsets=True, delete
     result = {"cordoned": not was_cordoned, "to_evict": refs, "skipped": skipped, "evicted": [],
               "changed": bool(refs) or not was_cordoned}
     if errors:
-        raise NodeError(f"cannot drain node {name}: {'; '.join(errors)}; nothing was changed",
-                        **dict(result, changed=False))
+        data = dict(result)
+        data["changed"] = False
+        raise NodeError(f"cannot drain node {name}: {'; '.join(errors)}; nothing was changed", **data)
     if check_mode:
         return result
     if not was_cordoned:
@@ -255,7 +256,10 @@ def drain(clients, name, check_mode, force=False, ignore_daemonsets=True, delete
         evicted, blocked, stuck = evict_all(clients, name, evict, grace_period, timeout, interval)
     except NodeError as exc:
         reverted = _revert(node, was_cordoned, owner)
-        raise NodeError(f"{exc}; {reverted}", **dict(result, **exc.data, reverted=not was_cordoned)) from None
+        data = dict(result)
+        data.update(exc.data)
+        data["reverted"] = not was_cordoned
+        raise NodeError(f"{exc}; {reverted}", **data) from None
     result.update(evicted=evicted)
     if blocked or stuck:
         reverted = _revert(node, was_cordoned, owner)

@@ -53,7 +53,7 @@ options:
     description: The image for V(set_image).
     type: str
   limits:
-    description: Resource limits to set for V(set_resources), for example C({memory: 1Gi}).
+    description: "Resource limits to set for V(set_resources), for example C({memory: 1Gi})."
     type: dict
   requests:
     description: Resource requests to set for V(set_resources).
@@ -171,7 +171,7 @@ after:
   type: dict
   sample: {revision: 6, images: ["ghcr.io/octollm/api-gateway:3.0.2"]}
 diff:
-  description: Before and after, with O(ansible_diff_mode).
+  description: Before and after, in diff mode (C(--diff)).
   returned: when diff mode is on
   type: dict
   sample: {before: {revision: 7}, after: {revision: 6}}

@@ -25,15 +25,15 @@ description:
   - Referenced ConfigMaps and Secrets with existence, the key names they hold and the referenced keys that
     are missing. Secret values are never returned.
   - Mounted PersistentVolumeClaims with their phase and, when not Bound, whether their StorageClass exists.
-  - Dependency Services: hosts named by environment values whose key matches O(dependency_keys) (literal
-    values and the ConfigMaps the pods load, for example C(DB_HOST=postgres),
+  - Dependency Services, that is the hosts named by environment values whose key matches O(dependency_keys)
+    (literal values and the ConfigMaps the pods load, for example C(DB_HOST=postgres) or
     C(ORCHESTRATOR_URL=http://orchestrator:8080)) and the Services in O(dependencies), each with its ready
     endpoint count (EndpointSlices) and the workload behind it.
   - Optionally the last O(log_lines) lines of the current and previous container of a few pods, classified
     (C(connection_refused), C(oom), C(panic), C(permission_denied), C(rate_limited), C(pool_exhausted),
     C(config_error)) with a few example lines per class.
   - With O(wait), polls until the rollout is complete and every pod is Ready, then until the restart counts
-    stay flat for O(wait.stable_s): the verification of a remediation.
+    stay flat for O(wait.stable_s), which is how a remediation is verified.
   - Read-only. Nothing is listed cluster-wide.
 options:
   kind:
@@ -212,7 +212,7 @@ def argument_spec():
         log_lines=dict(type="int", default=100),
         log_pods=dict(type="int", default=2),
         dependencies=dict(type="list", elements="str", default=[]),
-        dependency_keys=dict(type="str", default=DEFAULT_DEPENDENCY_KEYS),
+        dependency_keys=dict(type="str", default=DEFAULT_DEPENDENCY_KEYS, no_log=False),
         events=dict(type="bool", default=True),
         wait=dict(type="dict", options=dict(
             timeout=dict(type="float", default=300),
@@ -236,7 +236,7 @@ def execute_module(module, k8s):
     result = dict(changed=False)
     if p["wait"] and not module.check_mode:
         w = p["wait"]
-        _, result["wait"] = wait_healthy(lambda: collect(full=False), w["timeout"], w["stable_s"], w["interval"])
+        _last, result["wait"] = wait_healthy(lambda: collect(full=False), w["timeout"], w["stable_s"], w["interval"])
     elif p["wait"]:
         result["wait"] = {"healthy": None, "stable": None, "elapsed_s": 0, "reason": "check mode: not waited"}
     result["workload"] = collect()
