@@ -6,10 +6,11 @@ plugins/module_utils/warning_diagnosis.py and plugins/module_utils/usage.py).
 
     {{ evidence | octollm.alert_response.diagnose_warning('node_cpu_pressure', options) }}
     {{ samples | octollm.alert_response.memory_trend }}
+    pod=~"{{ pod_names | octollm.alert_response.promql_alternatives }}"
 """
 from __future__ import annotations
 
-from ansible_collections.octollm.alert_response.plugins.module_utils.usage import trend
+from ansible_collections.octollm.alert_response.plugins.module_utils.usage import regex_alternatives, trend
 from ansible_collections.octollm.alert_response.plugins.module_utils.warning_diagnosis import diagnose
 
 
@@ -28,4 +29,5 @@ class FilterModule:
         return {
             "diagnose_warning": _diagnose_warning,
             "memory_trend": _memory_trend,
+            "promql_alternatives": regex_alternatives,
         }
