@@ -221,6 +221,11 @@ class Claim:
             ev["consumers"] = self._consumers()
             if read_volumes and st.get("phase") != "Bound":
                 ev["volumes"] = self._volumes(pvc)
+        if pvc is None and ev["refusals"]:
+            # the refused create names what it asked for: "requested: requests.storage=2Gi, used: ..."
+            m = re.search(r"requested: [^\n]*?requests\.storage=([0-9.]+[A-Za-z]*)", ev["refusals"][0]["message"])
+            request = m.group(1) if m else None
+            ev["claim"]["request"] = request
         ev["quotas"] = quota_status(quotas, request, ev["claim"].get("class_name"))
         ev["summary"] = summarize(ev)
         return ev
