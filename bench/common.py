@@ -42,6 +42,9 @@ WRITE_VERBS = ("create", "update", "patch", "delete", "deletecollection")
 BENCH_LABEL = "bench.octollm.io/run"
 # bench nodes carry this taint: nothing of the other engineers' tests lands on them
 BENCH_TAINT = {"key": "bench.octollm.io/dedicated", "value": "true", "effect": "NoSchedule"}
+# Bench node names sort after the test bed's node-NNNNNN: tests that pick "the first Ready
+# nodes" by sorted name (tests/integration/test_guardrail_module.py) never pick ours.
+NODE_PREFIX = "xbench"
 BENCH_TOLERATION = {"key": "bench.octollm.io/dedicated", "operator": "Equal", "value": "true", "effect": "NoSchedule"}
 
 
@@ -605,8 +608,15 @@ def ledger_runs(location: str, marker: str = "evidence") -> dict:
     return out
 
 
+TEMPDIRS: list[Path] = []
+
+
 def tempdir(prefix: str) -> Path:
-    return Path(tempfile.mkdtemp(prefix=f"octollm-bench-{prefix}-"))
+    """A temporary folder (ledgers, rulebook logs, inventories); bench/run.py removes them
+    at the end unless a benchmark failed."""
+    path = Path(tempfile.mkdtemp(prefix=f"octollm-bench-{prefix}-"))
+    TEMPDIRS.append(path)
+    return path
 
 
 # ------------------------------------------------------------------ shared pieces
@@ -617,7 +627,7 @@ def work_pool(kube: Kube, count: int = 2, pods_per_node: int = 500) -> tuple[lis
     """A few bench nodes of our own (tainted: only our pods land there, and no other
     engineer's drain touches our pods). Returns their names and the nodeSelector. Kept to
     at most 3 nodes: other engineers' tests compute NotReady shares over every node."""
-    names = [f"bench-{kube.run_id}-w{i}" for i in range(count)]
+    names = [f"{NODE_PREFIX}-{kube.run_id}-w{i}" for i in range(count)]
     docs = []
     for i, name in enumerate(names):
         m = kube.node_manifest(name, 240 + i, pods_per_node)
