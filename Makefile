@@ -1,7 +1,8 @@
 # octollm.alert_response -- every entry point an operator or CI needs.
 #   make demo        bring up the local test bed and show the closed loop
 #   make test        install everything, start the test bed, run all tests
-#   make bench       benchmarks (figures as ratios to baselines measured in the same run)
+#   make bench       benchmarks (figures as ratios to baselines measured in the same run;
+#                    BENCH_ARGS=--quick for small counts, see bench/run.py --help)
 #   make testbed-up / testbed-down / testbed-status
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
@@ -67,8 +68,9 @@ lint: setup
 demo: setup
 	$(VPY) tools/demo.py
 
+BENCH_ARGS ?=
 bench: setup
-	$(VPY) bench/run.py
+	$(VPY) bench/run.py $(BENCH_ARGS)
 
 clean: testbed-down
 	rm -rf .collections .pytest_cache .ruff_cache tests/output

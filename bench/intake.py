@@ -116,11 +116,14 @@ def capture_events(sequence: list[list[bytes]], concurrency: int, expected: int)
     return asyncio.run(go())
 
 
-def run_ours(tb: dict, workdir: Path, sequence: list[list[bytes]], concurrency: int) -> dict:
+def run_ours(tb: dict, workdir: Path, sequence: list[list[bytes]], concurrency: int, correlation: bool = True) -> dict:
     port = c.free_port()
     token = uuid.uuid4().hex
     rb = c.none_variant()
     rb[0]["rules"] = marker_rules() + rb[0]["rules"]
+    if not correlation:  # diagnostic: the multi-alert scenarios' ledger reads at hand-over, off
+        src = rb[0]["sources"][0]["octollm.alert_response.alertmanager"]
+        src.update({"correlation_window_s1": 0, "correlation_window_s2": 0, "correlation_window_s3": 0})
     rulebook = c.write_yaml(workdir / "intake-ours.yml", rb)
     ledger = str(workdir / f"ledger-{uuid.uuid4().hex[:6]}.sqlite3")
     varsf = c.write_yaml(workdir / "intake-ours-vars.yml", {
@@ -177,7 +180,7 @@ def _figures(proc: c.RulebookProcess, t_up, extra=None) -> dict:
 
 
 def measure(tb: dict, events: int = 10000, warmup: int = 1000, group_size: int = 10, concurrency: int = 4,
-            repeats: int = 3, source_alone: bool = True) -> dict:
+            repeats: int = 3, source_alone: bool = True, diagnostics: bool = True) -> dict:
     workdir = c.tempdir("intake")
     run = uuid.uuid4().hex[:8]
     alerts = make_alerts(run, warmup + events)
@@ -187,13 +190,16 @@ def measure(tb: dict, events: int = 10000, warmup: int = 1000, group_size: int =
     captured = capture_events(sequence, concurrency, warmup + events + 3)
     if len(captured) != warmup + events + 3:
         raise RuntimeError(f"the source handed over {len(captured)} events, expected {warmup + events + 3}")
-    ours, bare = [], []
+    ours, bare, nocorr = [], [], []
     for r in range(repeats):
         c.log(f"intake: repeat {r + 1}/{repeats}: bare ansible-rulebook (eda.builtin.generic, {events} events)")
         bare.append(run_bare(tb, workdir, captured))
         c.log(f"intake: repeat {r + 1}/{repeats}: our source + the shipped rules ({events} events over HTTP)")
         # each repeat needs fresh fingerprints: a new ledger per run, so the same alerts are new again
         ours.append(run_ours(tb, workdir, sequence, concurrency))
+        if diagnostics:
+            c.log(f"intake: repeat {r + 1}/{repeats}: diagnostic, ours with the scenario correlation off")
+            nocorr.append(run_ours(tb, workdir, sequence, concurrency, correlation=False))
 
     def eps(fig):
         window = fig["events_window_s"] - fig["marker_overhead_s"]
@@ -212,6 +218,9 @@ def measure(tb: dict, events: int = 10000, warmup: int = 1000, group_size: int =
         "engine_start_s": statistics.median([f["engine_start_s"] for f in ours]),
     }
     result["ratio_ours_to_bare"] = round(result["ours_events_per_s"] / result["bare_events_per_s"], 3)
+    if nocorr:
+        result["diagnostic_no_correlation_events_per_s"] = round(statistics.median([eps(f) for f in nocorr]), 1)
+        result["diagnostic_no_correlation_runs"] = nocorr
     if source_alone:
         c.log("intake: the source alone (bench/intake_source.py)")
         alone = asyncio.run(intake_source.measure(max(events // group_size, 50), group_size, concurrency, 20))
