@@ -139,7 +139,7 @@ incidents:
   sample: [{id: 7, status: closed, cause: oom, opened_at: 1795890000.0, closed_at: 1795890300.0,
             latest: {evidence: {summary: "...", data: {}}}}]
 actions:
-  description: Guardrail verdicts recorded for O(target) within the window (action, verdict, rule, mode, at).
+  description: Guardrail verdicts recorded for O(target) within the window (action, verdict, rule, mode, at, params).
   returned: when target is given
   type: list
   elements: dict
@@ -223,7 +223,7 @@ def earlier_incidents(ledger, p, since) -> list:
 
 
 def recorded_actions(ledger, p, since) -> list:
-    return [{k: a.get(k) for k in ("id", "incident_id", "action", "verdict", "rule", "mode", "at", "result")}
+    return [{k: a.get(k) for k in ("id", "incident_id", "action", "verdict", "rule", "mode", "at", "result", "params")}
             for a in ledger.actions(target_key=p["target"]) if (a.get("at") or 0) >= since]
 
 
