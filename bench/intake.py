@@ -116,7 +116,23 @@ def capture_events(sequence: list[list[bytes]], concurrency: int, expected: int)
     return asyncio.run(go())
 
 
-def run_ours(tb: dict, workdir: Path, sequence: list[list[bytes]], concurrency: int, correlation: bool = True) -> dict:
+def prefill(ledger: str, count: int) -> float:
+    """Older alerts in the ledger (handled, so the source does not hand them over again):
+    what a long-running ledger holds. Returns the seconds it took."""
+    t = time.perf_counter()
+    run = uuid.uuid4().hex[:6]
+    with c.ledger_mod.Ledger.open(ledger) as lg:
+        for start in range(0, count, 1000):
+            alerts = make_alerts(f"old-{run}", min(1000, count - start))
+            for a in alerts:
+                a["fingerprint"] = f"old-{run}-{start}-{a['fingerprint']}"
+            lg.record_alerts(alerts)
+        lg.conn.execute("UPDATE alerts SET state = 'handled'")
+    return time.perf_counter() - t
+
+
+def run_ours(tb: dict, workdir: Path, sequence: list[list[bytes]], concurrency: int, correlation: bool = True,
+             prefilled: int = 0) -> dict:
     port = c.free_port()
     token = uuid.uuid4().hex
     rb = c.none_variant()
@@ -126,6 +142,7 @@ def run_ours(tb: dict, workdir: Path, sequence: list[list[bytes]], concurrency: 
         src.update({"correlation_window_s1": 0, "correlation_window_s2": 0, "correlation_window_s3": 0})
     rulebook = c.write_yaml(workdir / "intake-ours.yml", rb)
     ledger = str(workdir / f"ledger-{uuid.uuid4().hex[:6]}.sqlite3")
+    prefill_s = prefill(ledger, prefilled) if prefilled else None
     varsf = c.write_yaml(workdir / "intake-ours-vars.yml", {
         "alert_response_eda_port": port, "alert_response_ledger": ledger, "alert_response_queue_limit": 1000000})
     env = c.process_env(tb, OCTOLLM_EDA_TOKEN=token)
@@ -147,7 +164,8 @@ def run_ours(tb: dict, workdir: Path, sequence: list[list[bytes]], concurrency: 
         proc.wait_exit(600)
     finally:
         proc.stop()
-    return _figures(proc, t_up, extra={"posting_s": round(t_posted, 3)})
+    return _figures(proc, t_up, extra={"posting_s": round(t_posted, 3), "ledger_prefilled": prefilled,
+                                       "prefill_s": c.rnd(prefill_s, 1)})
 
 
 def run_bare(tb: dict, workdir: Path, events: list[dict]) -> dict:
@@ -180,7 +198,7 @@ def _figures(proc: c.RulebookProcess, t_up, extra=None) -> dict:
 
 
 def measure(tb: dict, events: int = 10000, warmup: int = 1000, group_size: int = 10, concurrency: int = 4,
-            repeats: int = 3, source_alone: bool = True, diagnostics: bool = True) -> dict:
+            repeats: int = 3, source_alone: bool = True, diagnostics: bool = True, prefilled: int = 100000) -> dict:
     workdir = c.tempdir("intake")
     run = uuid.uuid4().hex[:8]
     alerts = make_alerts(run, warmup + events)
@@ -205,6 +223,10 @@ def measure(tb: dict, events: int = 10000, warmup: int = 1000, group_size: int =
         window = fig["events_window_s"] - fig["marker_overhead_s"]
         return events / window if window > 0 else None
 
+    big = None
+    if diagnostics and prefilled:
+        c.log(f"intake: diagnostic, ours with {prefilled} older alerts already in the ledger")
+        big = run_ours(tb, workdir, sequence, concurrency, prefilled=prefilled)
     ours_eps = [eps(f) for f in ours]
     bare_eps = [eps(f) for f in bare]
     result = {
@@ -218,6 +240,10 @@ def measure(tb: dict, events: int = 10000, warmup: int = 1000, group_size: int =
         "engine_start_s": statistics.median([f["engine_start_s"] for f in ours]),
     }
     result["ratio_ours_to_bare"] = round(result["ours_events_per_s"] / result["bare_events_per_s"], 3)
+    if big:
+        result["diagnostic_prefilled_ledger_alerts"] = prefilled
+        result["diagnostic_prefilled_events_per_s"] = round(eps(big), 1)
+        result["diagnostic_prefilled_run"] = big
     if nocorr:
         result["diagnostic_no_correlation_events_per_s"] = round(statistics.median([eps(f) for f in nocorr]), 1)
         result["diagnostic_no_correlation_runs"] = nocorr

@@ -38,10 +38,10 @@ import common as c
 
 ORDER = ["intake", "latency", "pvs", "scale", "storm"]
 
-FULL = {"intake_events": 10000, "intake_warmup": 1000, "intake_repeats": 3, "latency_alerts": 15,
+FULL = {"intake_events": 10000, "intake_warmup": 1000, "intake_repeats": 3, "intake_prefill": 100000, "latency_alerts": 15,
         "pvs_repeats": 5, "scale_small": 10, "scale_large": 1000, "scale_pods_per_node": 10, "scale_repeats": 3,
         "storm_deployments": 20, "storm_replicas": 50, "storm_resends": 5, "storm_targets": 1000}
-QUICK = {"intake_events": 2000, "intake_warmup": 300, "intake_repeats": 1, "latency_alerts": 3,
+QUICK = {"intake_events": 2000, "intake_warmup": 300, "intake_repeats": 1, "intake_prefill": 20000, "latency_alerts": 3,
          "pvs_repeats": 2, "scale_small": 10, "scale_large": 60, "scale_pods_per_node": 10, "scale_repeats": 2,
          "storm_deployments": 3, "storm_replicas": 10, "storm_resends": 2, "storm_targets": 20}
 
@@ -172,7 +172,8 @@ def main() -> int:
                 if name == "intake":
                     import intake
                     results[name] = intake.measure(tb, params["intake_events"], params["intake_warmup"],
-                                                   repeats=params["intake_repeats"])
+                                                   repeats=params["intake_repeats"],
+                                                   prefilled=params["intake_prefill"])
                 elif name == "latency":
                     import latency
                     results[name] = latency.measure(tb, kube, pool, params["latency_alerts"])
