@@ -57,6 +57,16 @@ def with_cpu_target(spec: dict, value: int) -> dict:
     raise HpaError("the HPA has no CPU utilisation target to tune; change its metrics by hand")
 
 
+def duration_s(text) -> float | None:
+    """A PromQL duration (30m, 1h30m, 90s) in seconds; None when it cannot be read."""
+    import re  # noqa: PLC0415 - only here
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)", str(text or ""))
+    if not parts or "".join(n + u for n, u in parts) != str(text):
+        return None
+    unit = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
+    return sum(float(n) * unit[u] for n, u in parts)
+
+
 def change_points(samples) -> list:
     """[[t, value], ...] reduced to the samples where the value changed (plus the first)."""
     out, last = [], None
@@ -141,7 +151,8 @@ class Autoscaler:
         the HPA's current replicas and the target's spec replicas over ``history_s``."""
         ns, hpa = label_value(self.namespace), label_value(self.name)
         sel = f'namespace="{ns}",horizontalpodautoscaler="{hpa}"'
-        out = {"window": window, "changes": None, "range_s": history_s, "current_replicas": [], "target_replicas": []}
+        out = {"window": window, "window_s": duration_s(window), "changes": None, "range_s": history_s,
+               "current_replicas": [], "target_replicas": []}
         try:
             data, _ = prom.query(f"max(changes(kube_horizontalpodautoscaler_status_current_replicas{{{sel}}}[{window}]))",
                                  self.now)
