@@ -251,7 +251,9 @@ class Evidence:
         self._cache = {}
 
     def collect(self, logs="none", log_lines=100, log_pods=2, dependencies=(), dependency_keys=None,
-                read_nodes=True, events=True) -> dict:
+                read_nodes=True, events=True, details=True) -> dict:
+        """The evidence; ``details=False`` reads only the workload, its revisions and pods
+        (what polling needs: 3 requests)."""
         if self.w.read() is None:
             return {"kind": self.w.kind, "namespace": self.w.namespace, "name": self.w.name, "exists": False}
         ev = self.w.spec_summary()
@@ -259,6 +261,11 @@ class Evidence:
         ev["revisions"] = [{k: v for k, v in r.items() if k != "template"} for r in revisions]
         revision_of = {r["template_hash"]: r["revision"] for r in revisions if r.get("template_hash")}
         ev["pods"] = [pod_summary(p, self.now, revision_of) for p in self.w.pods()]
+        if not details:
+            ev.update(config_refs=[], volumes=[], events=[], dependencies=[], unresolved_hosts=[], logs=[],
+                      log_classes={})
+            ev["summary"] = summarize(ev)
+            return ev
         if read_nodes:
             self._node_readiness(ev["pods"])
         tpl_spec = self.w.obj["spec"]["template"]["spec"]
@@ -337,7 +344,15 @@ class Evidence:
                     add("Secret", v["secret"].get("secretName"), "volume", item.get("key"), v["secret"].get("optional"))
         out = []
         for (kind, name), r in sorted(refs.items()):
-            obj = self._read_named(kind, name)
+            try:
+                obj = self._read_named(kind, name)
+            except WorkloadError as exc:
+                if kind != "Secret" or "forbidden" not in str(exc):
+                    raise
+                # an identity without "get secrets" still gets the rest of the evidence
+                r.update(exists=None, key_names=[], missing_keys=[], error=str(exc))
+                out.append(r)
+                continue
             # key names only: a Secret's values never leave this function
             keys = set(((obj or {}).get("data") or {})) | set(((obj or {}).get("binaryData") or {})) | \
                 set(((obj or {}).get("stringData") or {}))

@@ -258,8 +258,7 @@ def plan(module, w):
 
 def delete_pods(module, k8s, w):
     names = module.params["pods"]
-    mine = {x["name"]: x for x in Evidence(k8s, w.kind, w.namespace, w.name).collect(
-        events=False, dependency_keys="^$", read_nodes=False)["pods"]}
+    mine = {x["name"]: x for x in Evidence(k8s, w.kind, w.namespace, w.name).collect(details=False)["pods"]}
     foreign = [n for n in names if n not in mine]
     gone = [n for n in names if n in mine and mine[n]["deleting"]]
     todo = [n for n in names if n in mine and not mine[n]["deleting"]]
@@ -300,8 +299,7 @@ def execute_module(module, k8s):
         result["diff"] = {"before": before, "after": after}
 
     def collect():
-        return Evidence(k8s, w.kind, w.namespace, w.name).collect(events=False, dependency_keys="^$",
-                                                                  read_nodes=False)
+        return Evidence(k8s, w.kind, w.namespace, w.name).collect(details=False)
 
     if p["wait"] and changed and not module.check_mode:
         ev, result["wait"] = wait_healthy(collect, p["wait_timeout"], 0, p["wait_interval"])

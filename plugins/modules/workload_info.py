@@ -229,7 +229,7 @@ def execute_module(module, k8s):
     def collect(full=True):
         ev = Evidence(k8s, p["kind"], p["namespace"], p["name"])
         if not full:  # polling: pods and rollout state only
-            return ev.collect(events=False, dependencies=(), dependency_keys="^$", read_nodes=False)
+            return ev.collect(details=False)
         return ev.collect(logs=p["logs"], log_lines=p["log_lines"], log_pods=p["log_pods"],
                           dependencies=p["dependencies"], dependency_keys=p["dependency_keys"], events=p["events"])
 
