@@ -130,6 +130,9 @@ class ConfigMapEvidence:
                 keys=sorted(set((cm.get("data") or {})) | set((cm.get("binaryData") or {}))),
                 immutable=bool(cm.get("immutable")), content=content_digest(cm), managed_fields=entries,
                 last_write=last_write(entries))
+            lw = ev["configmap"]["last_write"]
+            if lw:
+                lw["age_s"] = _age(lw.get("time"), self.now)
         ev["consumers"] = self.consumers(pods) if consumers else []
         ev["summary"] = summarize(ev)
         return ev
@@ -161,6 +164,16 @@ class ConfigMapEvidence:
         starts = sorted(str((p.get("status") or {}).get("startTime") or p["metadata"].get("creationTimestamp") or "")
                         for p in items if not p["metadata"].get("deletionTimestamp"))
         return {"pods": len(starts), "oldest_pod_started": starts[0] if starts else None}
+
+
+def _age(value, now):
+    import datetime as dt  # noqa: PLC0415 - only for parsing
+    if not value:
+        return None
+    try:
+        return round(now - dt.datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp(), 1)
+    except ValueError:
+        return None
 
 
 def summarize(ev) -> dict:
