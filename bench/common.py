@@ -507,6 +507,7 @@ class RulebookProcess:
         self.log = workdir / f"rulebook-{uuid.uuid4().hex[:6]}.log"
         self.proc: subprocess.Popen | None = None
         self.t_start = self.t_exit = None
+        self.cpu_s: float | None = None  # CPU seconds of the process tree, once it ended
         self._reader = None
 
     def start(self) -> RulebookProcess:
@@ -535,8 +536,27 @@ class RulebookProcess:
                             self.seen[w].append(t)
         self.t_exit = time.perf_counter()
 
+    def _reap(self, timeout: float) -> bool:
+        """Wait up to timeout for the process to end; keeps the CPU time of the process
+        and of every descendant it waited for (its playbooks and their modules)."""
+        deadline = time.monotonic() + timeout
+        while self.proc.returncode is None:
+            try:
+                pid, status, ru = os.wait4(self.proc.pid, os.WNOHANG)
+            except ChildProcessError:
+                self.proc.returncode = self.proc.returncode if self.proc.returncode is not None else -1
+                break
+            if pid:
+                self.proc.returncode = os.waitstatus_to_exitcode(status)
+                self.cpu_s = ru.ru_utime + ru.ru_stime
+                break
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
     def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+        return self.proc is not None and not self._reap(0)
 
     def tail(self, n: int = 3000) -> str:
         with contextlib.suppress(OSError):
@@ -558,26 +578,43 @@ class RulebookProcess:
         raise RuntimeError(f"the event source did not answer on {url} within {timeout:.0f} s:\n{self.tail()}")
 
     def wait_exit(self, timeout: float = 600) -> int:
-        try:
-            rc = self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
+        if not self._reap(timeout):
             self.stop()
-            raise RuntimeError(f"ansible-rulebook did not stop within {timeout:.0f} s:\n{self.tail()}") from None
+            raise RuntimeError(f"ansible-rulebook did not stop within {timeout:.0f} s:\n{self.tail()}")
         self._reader.join(10)
-        return rc
+        return self.proc.returncode
 
     def stop(self) -> None:
         if self.alive():
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
+            if not self._reap(30):
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+                self._reap(30)
         if self._reader:
             self._reader.join(10)
+
+
+def run_cpu(cmd: list[str], env: dict, cwd=None, timeout: float = 900) -> dict:
+    """Run a command; its exit code, output, wall time and CPU seconds (user + system of
+    the command and every descendant it waited for). CPU time does not grow when other
+    engineers' tests load the machine; wall time does."""
+    with tempfile.TemporaryFile() as out:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, env=dict(env, OCTOLLM_BENCH_CHILD="1"), cwd=cwd, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        timer = threading.Timer(timeout, lambda: os.killpg(proc.pid, signal.SIGKILL))
+        timer.start()
+        try:
+            _pid, status, ru = os.wait4(proc.pid, 0)
+        finally:
+            timer.cancel()
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        wall = time.perf_counter() - t0
+        out.seek(0)
+        text = out.read().decode(errors="replace")
+    return {"rc": proc.returncode, "out": text, "wall_s": wall, "cpu_s": ru.ru_utime + ru.ru_stime}
 
 
 def write_yaml(path: Path, data) -> Path:

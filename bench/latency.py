@@ -104,7 +104,8 @@ def measure_side(tb, kube, audit, workdir, ns, names, start_proc, post_url, toke
             c.log(f"  {name}: first write after {fw['_t'] - t_post:.2f} s, playbook ended after {t_end - t_post:.1f} s")
     finally:
         proc.stop()
-    return latencies, runs
+    cpu = round(proc.cpu_s / len(runs), 2) if runs and proc.cpu_s else None
+    return latencies, runs, cpu
 
 
 def _wait_port(proc: c.RulebookProcess, url: str, timeout: float = 120) -> None:
@@ -147,7 +148,7 @@ def measure(tb: dict, kube: c.Kube, pool_selector: dict, alerts: int = 15) -> di
                                                                   "parallel", "-m", "4"],
                                      watch=("PLAY RECAP",)).start()
         c.log(f"latency: ours, {alerts} alerts one at a time")
-        ours, ours_runs = measure_side(tb, kube, audit, workdir, ns, ours_names, start_ours,
+        ours, ours_runs, ours_cpu = measure_side(tb, kube, audit, workdir, ns, ours_names, start_ours,
                                        f"http://127.0.0.1:{port}/alertmanager", token, run, 240)
 
         # bare: webhook + one-task playbook
@@ -164,7 +165,7 @@ def measure(tb: dict, kube: c.Kube, pool_selector: dict, alerts: int = 15) -> di
                                      extra_args=["--execution-strategy", "parallel", "-m", "4"],
                                      watch=("PLAY RECAP",)).start()
         c.log(f"latency: bare run_playbook, {alerts} alerts one at a time")
-        bare, bare_runs = measure_side(tb, kube, audit, workdir, ns, bare_names, start_bare,
+        bare, bare_runs, bare_cpu = measure_side(tb, kube, audit, workdir, ns, bare_names, start_bare,
                                        f"http://127.0.0.1:{bport}/endpoint", None, run, 120)
         closed = c.ledger_runs(ledger)
     finally:
@@ -181,6 +182,9 @@ def measure(tb: dict, kube: c.Kube, pool_selector: dict, alerts: int = 15) -> di
         "ours_run_s_p50": c.rnd(c.median([r["run_s"] for r in ours_runs]), 2),
         "bare_run_s_p50": c.rnd(c.median([r["run_s"] for r in bare_runs]), 2),
         "ours_requests_before_first_write_p50": c.median([r["requests_before_first_write"] for r in ours_runs]),
+        "bare_requests_before_first_write_p50": c.median([r["requests_before_first_write"] for r in bare_runs]),
+        # CPU of the rulebook process tree (engine, source, playbooks, modules) per alert
+        "ours_cpu_s_per_alert": ours_cpu, "bare_cpu_s_per_alert": bare_cpu,
         "incidents_closed": sum(v["closed"] for v in closed.values()),
         "ours_runs": ours_runs, "bare_runs": bare_runs,
     }

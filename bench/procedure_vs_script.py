@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import time
 
 import common as c
@@ -62,21 +61,19 @@ def profile_one(tb: dict, kube: c.Kube, ns: str, pool_selector: dict, penv: dict
     kube.create_deployments([kube.oom_deployment(ns, name, 2, node_selector=pool_selector)])
     kube.wait_crashlooping(ns, {name: 2}, 300, min_restarts=2)
     env = dict(penv, ANSIBLE_CALLBACKS_ENABLED="ansible.posix.profile_tasks", PROFILE_TASKS_TASK_OUTPUT_LIMIT="all")
-    t0 = time.time()
-    res = subprocess.run([str(c.VENV_BIN / "ansible-playbook"), "octollm.alert_response.pod_crashloop",
-                          "-e", f"namespace={ns}", "-e", f"deployment={name}",
-                          "-e", f"incident_review_dir={workdir / 'reviews'}"],
-                         cwd=c.REPO, env=env, capture_output=True, text=True, timeout=600, check=False)
-    wall = time.time() - t0
+    res = c.run_cpu([str(c.VENV_BIN / "ansible-playbook"), "octollm.alert_response.pod_crashloop",
+                     "-e", f"namespace={ns}", "-e", f"deployment={name}",
+                     "-e", f"incident_review_dir={workdir / 'reviews'}"], env, cwd=c.REPO, timeout=600)
+    wall = res["wall_s"]
     tasks = []
-    for line in res.stdout[res.stdout.find("TASKS RECAP"):].splitlines():
+    for line in res["out"][res["out"].find("TASKS RECAP"):].splitlines():
         m = TASK_LINE.match(line.strip())
         if m:
             tasks.append((m.group("name").strip(), float(m.group("s"))))
     # the tasks of roles/incident that call the incident module (ledger writes)
     incident = [t for t in tasks if t[0].startswith("octollm.alert_response.incident : ")
                 and t[0].split(" : ", 1)[1].startswith(INCIDENT_MODULE_TASKS)]
-    return {"wall_s": round(wall, 2), "tasks": len(tasks), "sum_task_s": round(sum(s for _n, s in tasks), 2),
+    return {"wall_s": round(wall, 2), "cpu_s": round(res["cpu_s"], 2), "tasks": len(tasks), "sum_task_s": round(sum(s for _n, s in tasks), 2),
             "top": [{"task": n, "s": s} for n, s in sorted(tasks, key=lambda t: -t[1])[:12]],
             "incident_module_calls": len(incident), "incident_module_s": round(sum(s for _n, s in incident), 2)}
 
@@ -108,23 +105,21 @@ def measure(tb: dict, kube: c.Kube, pool_selector: dict, repeats: int = 5, profi
                 mark = audit.mark()
                 t0 = time.time()
                 if kind == "procedure":
-                    res = subprocess.run([str(c.VENV_BIN / "ansible-playbook"), "octollm.alert_response.pod_crashloop",
-                                          "-e", f"namespace={ns}", "-e", f"deployment={name}",
-                                          "-e", f"incident_review_dir={workdir / 'reviews'}"],
-                                         cwd=c.REPO, env=penv, capture_output=True, text=True, timeout=600, check=False)
-                    ok = res.returncode == 0
+                    res = c.run_cpu([str(c.VENV_BIN / "ansible-playbook"), "octollm.alert_response.pod_crashloop",
+                                     "-e", f"namespace={ns}", "-e", f"deployment={name}",
+                                     "-e", f"incident_review_dir={workdir / 'reviews'}"], penv, cwd=c.REPO, timeout=600)
+                    ok = res["rc"] == 0
                 else:
-                    res = subprocess.run([str(script)], env=dict(senv, DEPLOY=name), capture_output=True, text=True,
-                                         timeout=600, check=False)
-                    ok = res.returncode == 0 and "VERIFIED" in res.stdout and "NOT-VERIFIED" not in res.stdout
-                wall = time.time() - t0
+                    res = c.run_cpu([str(script)], dict(senv, DEPLOY=name), timeout=600)
+                    ok = res["rc"] == 0 and "VERIFIED" in res["out"] and "NOT-VERIFIED" not in res["out"]
+                wall = res["wall_s"]
                 time.sleep(0.5)
                 events = audit.events(mark)
                 fw = c.first_write(events, ns, name)
-                fig = {"deployment": name, "wall_s": round(wall, 2), "ok": ok, "api_requests": len(events),
-                       "first_write_s": round(fw["_t"] - t0, 2) if fw else None}
+                fig = {"deployment": name, "wall_s": round(wall, 2), "cpu_s": round(res["cpu_s"], 2), "ok": ok,
+                       "api_requests": len(events), "first_write_s": round(fw["_t"] - t0, 2) if fw else None}
                 if not ok:
-                    fig["tail"] = (res.stdout + res.stderr)[-1500:]
+                    fig["tail"] = res["out"][-1500:]
                 (proc_runs if kind == "procedure" else script_runs).append(fig)
                 c.log(f"  {kind} {name}: {wall:.1f} s ({'ok' if ok else 'FAILED'}), {len(events)} API requests")
         closed = c.ledger_runs(ledger)
@@ -136,6 +131,8 @@ def measure(tb: dict, kube: c.Kube, pool_selector: dict, repeats: int = 5, profi
     return {
         "repeats": repeats, "stable_window_s": stable,
         "procedure_wall_s_median": c.rnd(pw, 2), "script_wall_s_median": c.rnd(sw, 2), "ratio": c.rnd(pw / sw, 2),
+        "procedure_cpu_s_median": c.rnd(c.median([r["cpu_s"] for r in proc_runs]), 2),
+        "script_cpu_s_median": c.rnd(c.median([r["cpu_s"] for r in script_runs]), 2),
         "procedure_first_write_s_median": c.rnd(c.median([r["first_write_s"] for r in proc_runs if r["first_write_s"]]), 2),
         "script_first_write_s_median": c.rnd(c.median([r["first_write_s"] for r in script_runs if r["first_write_s"]]), 2),
         "procedure_api_requests_median": c.median([r["api_requests"] for r in proc_runs]),

@@ -174,6 +174,7 @@ def throughput_storm(tb: dict, kube: c.Kube, targets: int = 1000) -> dict:
         recaps = len(proc.seen["PLAY RECAP"])
     finally:
         proc.stop()
+    ours_cpu = proc.cpu_s
     runs = c.ledger_runs(ledger, marker="dispatched")
     ours_runs = sum(v["runs"] for v in runs.values())
 
@@ -202,6 +203,7 @@ def throughput_storm(tb: dict, kube: c.Kube, targets: int = 1000) -> dict:
         bare_recaps = len(proc.seen["PLAY RECAP"])
     finally:
         proc.stop()
+    bare_cpu = proc.cpu_s
     ours_pm = targets / ours_s * 60
     bare_pm = targets / bare_s * 60
     return {
@@ -211,6 +213,9 @@ def throughput_storm(tb: dict, kube: c.Kube, targets: int = 1000) -> dict:
         "ours_wall_s": round(ours_s, 1), "bare_wall_s": round(bare_s, 1), "bare_recaps": bare_recaps,
         "ours_procedures_per_min": round(ours_pm, 1), "bare_playbooks_per_min": round(bare_pm, 1),
         "ratio": round(ours_pm / bare_pm, 3),
+        # CPU of the whole rulebook process tree (engine, source, playbooks, modules) per run
+        "ours_cpu_s_per_run": c.rnd(ours_cpu / targets if ours_cpu else None, 2),
+        "bare_cpu_s_per_run": c.rnd(bare_cpu / targets if bare_cpu else None, 2),
     }
 
 
