@@ -154,18 +154,17 @@ class Autoscaler:
         out = {"window": window, "window_s": duration_s(window), "changes": None, "range_s": history_s,
                "current_replicas": [], "target_replicas": []}
         try:
-            data, _ = prom.query(f"max(changes(kube_horizontalpodautoscaler_status_current_replicas{{{sel}}}[{window}]))",
-                                 self.now)
+            changes_q = f"max(changes(kube_horizontalpodautoscaler_status_current_replicas{{{sel}}}[{window}]))"
+            data, _warnings = prom.query(changes_q, self.now)
             out["changes"] = normalize(data)[2]
             step = max(2, int(history_s / 240))
-            data, _ = prom.query_range(f"max(kube_horizontalpodautoscaler_status_current_replicas{{{sel}}})",
-                                       self.now - history_s, self.now, step)
+            current_q = f"max(kube_horizontalpodautoscaler_status_current_replicas{{{sel}}})"
+            data, _warnings = prom.query_range(current_q, self.now - history_s, self.now, step)
             rows = normalize(data)[1]
             out["current_replicas"] = change_points(rows[0]["values"]) if rows else []
             if target_name:
-                data, _ = prom.query_range(f'max(kube_deployment_spec_replicas{{namespace="{ns}",'
-                                           f'deployment="{label_value(target_name)}"}})',
-                                           self.now - history_s, self.now, step)
+                target_q = f'max(kube_deployment_spec_replicas{{namespace="{ns}",deployment="{label_value(target_name)}"}})'
+                data, _warnings = prom.query_range(target_q, self.now - history_s, self.now, step)
                 rows = normalize(data)[1]
                 out["target_replicas"] = change_points(rows[0]["values"]) if rows else []
         except PrometheusError as exc:

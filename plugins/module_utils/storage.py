@@ -271,7 +271,7 @@ class Claim:
                 bound = {"name": name, "phase": (pv.get("status") or {}).get("phase")}
             if (pv.get("status") or {}).get("phase") != "Available":
                 continue
-            ok, _ = pv_fits(pv, pvc)
+            ok = pv_fits(pv, pvc)[0]
             if not ok:
                 continue
             affinity = ((pv.get("spec") or {}).get("nodeAffinity") or {}).get("required")
@@ -338,8 +338,8 @@ def set_class(clients, namespace, name, storage_class, check_mode) -> dict:
         raise StorageError(f"{claim.what()} is already Bound; nothing to set")
     if not check_mode:
         try:
-            clients.core.patch_namespaced_persistent_volume_claim(name, namespace,
-                                                                   {"spec": {"storageClassName": storage_class}})
+            body = {"spec": {"storageClassName": storage_class}}
+            clients.core.patch_namespaced_persistent_volume_claim(name, namespace, body)
         except ApiException as exc:
             raise StorageError(api_error(exc, f"cannot set the StorageClass of {claim.what()}")) from None
     return {"changed": True, "before": before, "after": after,

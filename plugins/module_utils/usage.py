@@ -95,13 +95,13 @@ def trend(samples, options=None) -> dict:
            "slope_per_min": 0.0, "monotonic_share": None, "span_s": 0.0, "steady_rise": False}
     if not pts:
         return out
-    values = [v for _, v in pts]
+    values = [v for _t, v in pts]
     out.update(first=values[0], last=values[-1], min=min(values), max=max(values),
                rise=values[-1] - values[0], span_s=pts[-1][0] - pts[0][0])
     if len(pts) >= 2:
         n = len(pts)
-        mt, mv = sum(t for t, _ in pts) / n, sum(values) / n
-        den = sum((t - mt) ** 2 for t, _ in pts)
+        mt, mv = sum(t for t, _v in pts) / n, sum(values) / n
+        den = sum((t - mt) ** 2 for t, _v in pts)
         out["slope_per_min"] = (sum((t - mt) * (v - mv) for t, v in pts) / den * 60.0) if den else 0.0
         tolerance = 0.01 * max(abs(out["max"]), 1.0)
         steps = [b - a for a, b in zip(values, values[1:])]
@@ -156,9 +156,9 @@ class NodeUsage:
         self.queries.append(promql)
         try:
             if range_s:
-                data, _ = self.prom.query_range(promql, self.now - range_s, self.now, step)
+                data, _warnings = self.prom.query_range(promql, self.now - range_s, self.now, step)
             else:
-                data, _ = self.prom.query(promql, self.now)
+                data, _warnings = self.prom.query(promql, self.now)
         except PrometheusError as exc:
             raise UsageError(f"Prometheus query for node {self.node} failed: {exc}; check prometheus_url and that "
                              "node_exporter/cAdvisor series are scraped") from None
@@ -259,7 +259,8 @@ class NodeUsage:
         capacity = _capacity(node, self.resource)
         cluster, ours = self.cluster(window, threshold)
         now_usage = (ours or {}).get("usage")
-        hist = self.history(window, ours["instance"], history_s, {"alert": threshold, "high": high}) if ours else {}
+        hist = self.history(window, ours["instance"], history_s,
+                            {"above_threshold": threshold, "above_high": high}) if ours else {}
         pods = self.pods()
         by_name = {(p["metadata"]["namespace"], p["metadata"]["name"]): p for p in pods}
         rows = self.containers(window)

@@ -254,9 +254,9 @@ def oom_cause(ev, options=None) -> dict:
     reasons = [f"pod {p} container {c}: last terminated OOMKilled ({r} restarts)" for p, c, r in oomed[:3]]
     kills = int(_num(ev.get("kills_last_hour")) or 0)
     topts = {k: o[k] for k in ("min_rise_ratio", "min_rise_bytes", "monotonic_share")}
-    trends = {(p, c): trend(_series_for(ev.get("usage"), p, c), topts) for p, c, _ in oomed}
+    trends = {(p, c): trend(_series_for(ev.get("usage"), p, c), topts) for p, c, _r in oomed}
     rising = [(k, t) for k, t in trends.items() if t["steady_rise"]]
-    names = list(dict.fromkeys(c for _, c, _ in oomed))
+    names = list(dict.fromkeys(c for _p, c, _r in oomed))
     if kills > o["max_kills"]:
         return _result("memory_leak", reasons + [
             f"{kills} OOMKilled alert(s) for this workload within the hour (> {o['max_kills']}): raising the limit "
@@ -276,7 +276,8 @@ def oom_cause(ev, options=None) -> dict:
         if not current:
             reasons.append(f"container {c['name']} has no memory limit")
             continue
-        peak = max((t["max"] for (_, cn), t in trends.items() if cn == c["name"] and t["max"] is not None), default=None)
+        peak = max((t["max"] for (_pod, cn), t in trends.items() if cn == c["name"] and t["max"] is not None),
+                   default=None)
         if peak is not None:
             try:
                 reasons.append(f"container {c['name']} used up to {_mem(peak)} of its {current} limit "
@@ -498,9 +499,9 @@ def hpa_outcome(ev, options=None) -> dict:
     direction = None
     if len(points) >= 2:
         direction = "up" if points[-1][1] > points[-2][1] else "down"
+    last = f", last change {direction} from {points[-2][1]:g} to {points[-1][1]:g}" if direction else ""
     reasons = [f"HPA {h['namespace']}/{h['name']}: {h.get('current_replicas')} replicas (min {h.get('min_replicas')}, "
-               f"max {h.get('max_replicas')})" + (f", last change {direction} from {points[-2][1]:g} to "
-                                                   f"{points[-1][1]:g}" if direction else "")]
+               f"max {h.get('max_replicas')}){last}"]
     reasons.append(f"cause: {cause.get('reason') or cause.get('by')}")
     if cause.get("limited"):
         reasons.append(f"ScalingLimited: {cause['limited']} (at its bounds)")

@@ -11,7 +11,7 @@ short_description: What the ledger remembers about a target or a namespace - ale
 version_added: 0.1.0
 description:
   - Reads the incident ledger for the history a procedure needs and the Kubernetes API does not keep, for
-    example how often a container was OOMKilled in the last hour (runbook section 10: escalate after more than
+    example how often a container was OOMKilled in the last hour (runbook section 10, escalate after more than
     3), what a ConfigMap looked like the last time it was recorded (section 16), or which critical and warning
     alerts fired after a rollout (section 14, "monitor for related alerts").
   - Alerts of O(target) and/or of O(namespace) (alert label C(namespace)) received within O(since_s), optionally
@@ -77,6 +77,8 @@ options:
         description: Seconds between two reads of the ledger.
         type: float
         default: 5
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
     support: full
@@ -227,7 +229,7 @@ def recorded_actions(ledger, p, since) -> list:
             for a in ledger.actions(target_key=p["target"]) if (a.get("at") or 0) >= since]
 
 
-def watch(ledger, p, module, started) -> tuple:
+def watch(ledger, p, module, started) -> dict:
     """Poll until a matching alert received after ``started`` shows up or the timeout passes."""
     w = p["watch"]
     timeout = 0 if module.check_mode else w["timeout"]
@@ -236,8 +238,8 @@ def watch(ledger, p, module, started) -> tuple:
         new = matching_alerts(ledger, p, started)
         waited = time.monotonic() - t0
         if new or waited + w["interval"] > timeout:
-            return new, {"waited_s": round(waited, 1), "new": len(new), "timed_out": not new and timeout > 0,
-                         "checked_only": timeout == 0}
+            return {"waited_s": round(waited, 1), "new": len(new), "timed_out": not new and timeout > 0,
+                    "checked_only": timeout == 0}
         time.sleep(w["interval"])
 
 
@@ -256,7 +258,7 @@ def main():
     try:
         with Ledger.open(location) as ledger:
             if p["watch"]:
-                _, result["watch"] = watch(ledger, p, module, started)
+                result["watch"] = watch(ledger, p, module, started)
             result["alerts"] = matching_alerts(ledger, p, since)
             if p["target"]:
                 result["incidents"] = earlier_incidents(ledger, p, since)

@@ -10,7 +10,7 @@ module: node_usage_info
 short_description: A node's CPU or memory use, the pods and workloads that use it, and the other nodes
 version_added: 0.1.0
 description:
-  - The evidence of the node pressure procedures (HighNodeCPUUsage, HighNodeMemoryUsage) in one call:
+  - The evidence of the node pressure procedures (HighNodeCPUUsage, HighNodeMemoryUsage) in one call -
     the runbook's C(kubectl top nodes), C(kubectl top pods --field-selector spec.nodeName=<node>) and the
     Grafana queries, read from Prometheus and the Kubernetes API.
   - The node's use of O(resource) now (the alert's expression over O(rate_window)), every other node's (to
@@ -143,13 +143,14 @@ EXAMPLES = r"""
 RETURN = r"""
 usage:
   description:
-    - The node's use now (0.0-1.0), the thresholds, its capacity (cores or bytes) and what it uses, and for
-      C(alert) and C(high) how long the latest run above the threshold has lasted within the history.
+    - The node's use now (0.0-1.0), the thresholds, its capacity (cores or bytes) and what it uses, and in
+      C(above_threshold) and C(above_high) how long the latest run above each threshold has lasted within the
+      history (C(since_start) - the run covers the whole history, so it is at least that long).
   returned: when the node exists
   type: dict
   sample: {now: 0.93, threshold: 0.8, high: 0.9, capacity: 8.0, used: 7.44,
-           alert: {above_now: true, duration_s: 620.0, since_start: false},
-           high: {above_now: true, duration_s: 300.0, since_start: false}}
+           above_threshold: {above_now: true, duration_s: 620.0, since_start: false},
+           above_high: {above_now: true, duration_s: 300.0, since_start: false}}
 node:
   description: The node (C(exists), C(ready), C(unschedulable), C(capacity), C(pressure) conditions).
   returned: always

@@ -10,7 +10,7 @@ module: pvc_info
 short_description: Why a PersistentVolumeClaim is Pending - class, default class, events, quotas, volumes, consumers
 version_added: 0.1.0
 description:
-  - The evidence of the PersistentVolumeClaimPending procedure (runbook section 11) in one call: the runbook's
+  - The evidence of the PersistentVolumeClaimPending procedure (runbook section 11) in one call - the runbook's
     C(kubectl describe pvc), C(kubectl get storageclass), C(kubectl get resourcequota) and C(kubectl get pv).
   - The claim's phase, how it names its class (V(unset), V(none) for C(""), V(named)) and whether that class
     exists, its binding mode and provisioner, the requested size and access modes.

@@ -12,7 +12,7 @@ version_added: 0.1.0
 description:
   - The runbook's "update PVC to use storage class" (section 11), restricted to the one case the Kubernetes API
     allows - C(spec.storageClassName) unset (nil). A claim that names a class, or the empty class C(""),
-    cannot be changed: the module fails and says to recreate the claim (a person's decision, data may be
+    cannot be changed - the module fails and says to recreate the claim (a person's decision, data may be
     involved).
   - Idempotent - a claim that already asks for O(storage_class) is left alone.
   - Ask C(octollm.alert_response.guardrail) (action C(set_pvc_storage_class)) first; this module does not.
