@@ -24,6 +24,11 @@ ansible-galaxy collection build . --output-path "$work" >/dev/null
 dest="$work/ansible_collections/octollm/alert_response"
 mkdir -p "$dest"
 tar -xzf "$work"/octollm-alert_response-*.tar.gz -C "$dest"
+# the Kubernetes modules extend kubernetes.core's doc fragment: ansible-test finds other
+# collections only beside this one
+kcore=$(python -c 'import ansible_collections.kubernetes.core as m; print(list(m.__path__)[0])')
+mkdir -p "$work/ansible_collections/kubernetes"
+ln -s "$kcore" "$work/ansible_collections/kubernetes/core"
 # ansible-test bootstraps pip from ci-files.testing.ansible.com, which is not reachable
 # here; give it a stand-in that bootstraps from the standard library and PyPI.
 mkdir -p ~/.ansible/test/cache
