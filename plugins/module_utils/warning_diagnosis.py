@@ -536,8 +536,9 @@ def hpa_outcome(ev, options=None) -> dict:
 # ------------------------------------------------------------ configmap_changed
 def configmap_outcome(ev, options=None) -> dict:
     """``ev``: {configmap, consumers (configmap_info), previous: {content, resource_version, at}
-    or None (the last recorded version), change_records: number of record_change actions
-    for the target in the window (ledger)}."""
+    or None (the last recorded version), change_records: the ledger's record_change actions for
+    the ConfigMap and other procedures' config actions on its consumers in the window (a list
+    of action rows, or a count)}."""
     o = _opts("configmap_changed", options)
     cm = ev.get("configmap") or {}
     what = f"ConfigMap {cm.get('namespace')}/{cm.get('name')}"
@@ -565,10 +566,16 @@ def configmap_outcome(ev, options=None) -> dict:
         reasons = [f"{what}: no earlier version recorded; the last writer owns key(s) {', '.join(keys) or '-'}"]
     reasons.append(f"last written by {lw.get('manager') or '?'} ({lw.get('operation') or '?'}) at {lw.get('time') or '?'}")
     known = [m for m in o["known_managers"] if m]
-    intended = (lw.get("manager") in known) or int(_num(ev.get("change_records")) or 0) > 0
-    reasons.append(("a change record exists in the ledger" if int(_num(ev.get("change_records")) or 0) > 0 else
-                    f"writer {lw.get('manager')} is " + ("" if lw.get("manager") in known else "not ")
-                    + "a known deployer (configmap_changed_known_managers)"))
+    records = ev.get("change_records") or []
+    if not isinstance(records, list):  # a count
+        records = [{}] * int(_num(records) or 0)
+    intended = (lw.get("manager") in known) or bool(records)
+    if records:
+        named = [f"{r.get('action')} on {r.get('target_key')}" for r in records if r.get("action")]
+        reasons.append("the ledger records the change: " + (", ".join(named[:3]) or f"{len(records)} change record(s)"))
+    else:
+        reasons.append(f"writer {lw.get('manager')} is " + ("" if lw.get("manager") in known else "not ")
+                       + "a known deployer (configmap_changed_known_managers) and no change record exists")
     write_t = _ts(lw.get("time"))
     stale = [c for c in consumers if not c.get("refreshes")]
     restart = []

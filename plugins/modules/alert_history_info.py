@@ -55,6 +55,13 @@ options:
   exclude_incident:
     description: Leave this incident (the current one) out of RV(incidents) and its alerts out of RV(alerts).
     type: int
+  action_targets:
+    description:
+      - More target keys whose guardrail verdicts are returned in RV(actions) (for example the consumers of a
+        ConfigMap, whose configuration another procedure may have changed).
+    type: list
+    elements: str
+    default: []
   timeline_kinds:
     description: For each earlier incident of O(target), return the newest timeline entry of each of these kinds.
     type: list
@@ -141,7 +148,8 @@ incidents:
   sample: [{id: 7, status: closed, cause: oom, opened_at: 1795890000.0, closed_at: 1795890300.0,
             latest: {evidence: {summary: "...", data: {}}}}]
 actions:
-  description: Guardrail verdicts recorded for O(target) within the window (action, verdict, rule, mode, at, params).
+  description: Guardrail verdicts recorded for O(target) and O(action_targets) within the window (target_key, action,
+    verdict, rule, mode, at, params), oldest first.
   returned: when target is given
   type: list
   elements: dict
@@ -173,6 +181,7 @@ def argument_spec():
         statuses=dict(type="list", elements="str", default=["firing"], choices=["firing", "resolved"]),
         since_s=dict(type="float", default=3600),
         exclude_incident=dict(type="int"),
+        action_targets=dict(type="list", elements="str", default=[]),
         timeline_kinds=dict(type="list", elements="str", default=[]),
         incidents_limit=dict(type="int", default=20),
         watch=dict(type="dict", options=dict(timeout=dict(type="float", required=True),
@@ -225,8 +234,11 @@ def earlier_incidents(ledger, p, since) -> list:
 
 
 def recorded_actions(ledger, p, since) -> list:
-    return [{k: a.get(k) for k in ("id", "incident_id", "action", "verdict", "rule", "mode", "at", "result", "params")}
-            for a in ledger.actions(target_key=p["target"]) if (a.get("at") or 0) >= since]
+    keys = ("id", "incident_id", "target_key", "action", "verdict", "rule", "mode", "at", "result", "params")
+    out = []
+    for target in [p["target"]] + [t for t in p["action_targets"] if t != p["target"]]:
+        out += [{k: a.get(k) for k in keys} for a in ledger.actions(target_key=target) if (a.get("at") or 0) >= since]
+    return sorted(out, key=lambda a: (a["at"] or 0, a["id"]))
 
 
 def watch(ledger, p, module, started) -> dict:

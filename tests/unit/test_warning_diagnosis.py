@@ -467,3 +467,10 @@ def test_filter_plugin_as_ansible_loads_it(tmp_path):
     assert out["diag"]["cause"] == "no_fault"
     assert out["regex"] == "a\\\\.b|c"
     assert out["trend"]["slope_per_min"] == pytest.approx(1.0)
+
+
+def test_another_procedure_s_config_action_makes_it_intended():
+    rec = [{"action": "raise_db_pool_size", "target_key": "deployment/shop/api", "mode": "remediate"}]
+    out = wd.configmap_outcome(cm_ev({"A": "1"}, writer="OpenAPI-Generator", records=rec))
+    assert out["cause"] == "intentional_change"
+    assert any("raise_db_pool_size on deployment/shop/api" in r for r in out["reasons"])
