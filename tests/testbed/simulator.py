@@ -112,6 +112,7 @@ class Simulator:
         self.last_tick = time.time()
         self.cache_ops = 0
         self._logs_made: set[tuple[str, str]] = set()
+        self._onboarded: set[str] = set()
         self._k8s = None
 
     # ---------------------------------------------------------------- kube reads
@@ -147,6 +148,7 @@ class Simulator:
         snap.ok = True
         self.snap = snap
         self.sync_logs(namespaces)
+        self.onboard_namespaces(core)
         try:
             self.issue_certificates()
         except Exception as exc:  # noqa: BLE001 - the next loop retries
@@ -375,6 +377,32 @@ class Simulator:
             for cond in ("True", "False", "Unknown"):
                 self.gauges[("certmanager_certificate_ready_status", labels + (("condition", cond),))] = \
                     1.0 if ready == cond else 0.0
+
+    # ----------------------------------------------------------------- RBAC
+    PROTECTED = frozenset({"kube-system", "kube-public", "kube-node-lease", "cert-manager", "octollm-system", "default"})
+
+    def onboard_namespaces(self, core) -> None:
+        """Bind the runner's `octollm-runner-act` ClusterRole in every namespace tests create,
+        as a cluster admin does when a namespace comes under management (rbac/README.md).
+        Protected namespaces never get it, so RBAC refuses changes there."""
+        from kubernetes import client  # noqa: PLC0415
+        rbac = client.RbacAuthorizationV1Api(core.api_client)
+        for ns in core.list_namespace().items:
+            name = ns.metadata.name
+            if name in self.PROTECTED or ns.status.phase != "Active" or name in self._onboarded:
+                continue
+            body = {"metadata": {"name": "octollm-runner-act", "labels": {"app.kubernetes.io/part-of": "octollm-alert-response"}},
+                    "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "octollm-runner-act"},
+                    "subjects": [{"kind": "ServiceAccount", "name": "octollm-runner", "namespace": "octollm-system"}]}
+            try:
+                rbac.create_namespaced_role_binding(name, body)
+            except Exception as exc:  # noqa: BLE001 - 409: already bound
+                if getattr(exc, "status", None) not in (409, 404, 403):
+                    LOG.warning("cannot bind the runner in %s: %s", name, exc)
+                    continue
+            self._onboarded.add(name)
+        live = {ns.metadata.name for ns in core.list_namespace().items}
+        self._onboarded &= live
 
     # ------------------------------------------------------------- cert-manager
     def issue_certificates(self) -> None:

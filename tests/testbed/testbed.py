@@ -314,6 +314,14 @@ def setup_cluster(bins: dict, env: dict) -> None:
     manifests = HERE / "manifests"
     for path in sorted(manifests.glob("*.yaml")):
         kube("apply", "-f", path)
+    log("granting the runner the collection's least-privilege RBAC (rbac/)")
+    rbac = REPO / "rbac"
+    for path in ("serviceaccount.yaml", "clusterrole-observe.yaml", "clusterrole-nodes.yaml", "clusterrole-act.yaml",
+                 "clusterrolebindings.yaml", "optional/cert-manager-restart.yaml"):
+        kube("apply", "-f", rbac / path)
+    for ns in ("octollm-prod", "octollm-staging"):
+        kube("-n", ns, "create", "rolebinding", "octollm-runner-act", "--clusterrole=octollm-runner-act",
+             "--serviceaccount=octollm-system:octollm-runner", check=False)
     logs_default(kube)
     set_cert_status(kube)
     for dep in ("orchestrator", "reflex-layer", "api-gateway"):
