@@ -8,7 +8,8 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH" ANSIBLE_CONFIG="$PWD/ansible.cfg"
-mkdir -p tests/output
+rm -rf tests/output/molecule   # converge figures of this run only (tools/molecule_figures.py)
+mkdir -p tests/output/molecule
 timings=tests/output/timings.txt
 : > "$timings"
 failed=()
@@ -56,6 +57,7 @@ done
 
 echo
 cat "$timings"
+python tools/molecule_figures.py > tests/output/molecule-figures.md 2>/dev/null || true
 if [ ${#failed[@]} -gt 0 ]; then
   echo "FAILED stages: ${failed[*]}"
   exit 1
