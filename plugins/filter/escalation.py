@@ -6,7 +6,6 @@ filters: ``octollm.alert_response.escalate`` and friends. The logic lives in
 ``plugins/module_utils/escalation.py`` so that modules use the same code."""
 from __future__ import annotations
 
-from ansible_collections.octollm.alert_response.plugins.module_utils.escalation import *  # noqa: F401,F403
 from ansible_collections.octollm.alert_response.plugins.module_utils.escalation import (
     escalate,
     escalation_criteria,

@@ -14,7 +14,6 @@ import datetime as dt
 import traceback
 
 try:
-    import kubernetes  # noqa: F401
     from kubernetes.client import AppsV1Api, AutoscalingV2Api, CoreV1Api, CustomObjectsApi, PolicyV1Api
     from kubernetes.client.exceptions import ApiException
     HAS_K8S = True

@@ -319,8 +319,8 @@ class Ledger:
         ids = [int(i) for i in ids]
         if not ids:
             return
-        earlier = [s for s in ALERT_STATES[:ALERT_STATES.index(state)]] or ["-"]
-        marks = ", ".join("?" for _ in earlier)
+        earlier = list(ALERT_STATES[:ALERT_STATES.index(state)]) or ["-"]
+        marks = ", ".join(["?"] * len(earlier))
         with self.transaction():
             for i in ids:
                 self._exec(f"UPDATE alerts SET state = ? WHERE id = ? AND state IN ({marks})", (state, i, *earlier))
@@ -526,7 +526,6 @@ class Ledger:
         for r in rows:
             r["params"] = _loads(r["params"])
         return rows
-
 
     # ------------------------------------------------------------------ locks
     def acquire_lock(self, target_key: str, holder: str, ttl: float = 900, wait: float = 0,

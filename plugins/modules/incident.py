@@ -105,9 +105,9 @@ options:
     default: 7200
   sla:
     description:
-      - SLA clock overrides in seconds, for example C({critical_ack_s: 300, critical_resolve_s: 3600,
+      - "SLA clock overrides in seconds, for example C({critical_ack_s: 300, critical_resolve_s: 3600,
         warning_ack_s: 1800, warning_action_s: 3600, warning_resolve_s: 14400, info_review_s: 86400})
-        (the runbook's values are the defaults).
+        (the runbook's values are the defaults)."
     type: dict
     default: {}
   kind:
@@ -485,7 +485,7 @@ def main():
         alert_id=dict(type="int"), target=dict(type="str"), alertname=dict(type="str"),
         labels=dict(type="dict", default={}),
         severity=dict(type="str", default="warning", choices=["critical", "warning", "info"]),
-        procedure=dict(type="str"), incident_key=dict(type="str"), incident_id=dict(type="int"),
+        procedure=dict(type="str"), incident_key=dict(type="str", no_log=False), incident_id=dict(type="int"),
         related_alert_ids=dict(type="list", elements="int", default=[]), scenario=dict(type="str"),
         holder=dict(type="str"), lock_wait=dict(type="float", default=60), lock_ttl=dict(type="float", default=1800),
         assess_window=dict(type="float", default=7200), sla=dict(type="dict", default={}),

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from ansible_collections.octollm.alert_response.plugins.filter import escalation as esc
+from ansible_collections.octollm.alert_response.plugins.module_utils import escalation as esc
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -615,7 +615,8 @@ EXPECTED_FILTERS = {"escalate", "escalation_criteria", "escalation_levels", "esc
 
 
 def test_filter_module_exposes_the_functions():
-    filters = esc.FilterModule().filters()
+    from ansible_collections.octollm.alert_response.plugins.filter import escalation as filter_plugin
+    filters = filter_plugin.FilterModule().filters()
     assert set(filters) == EXPECTED_FILTERS
     assert filters["escalate"] is esc.escalate and filters["sla_status"] is esc.sla_status
 
