@@ -98,7 +98,7 @@ def nodes(core):
 @pytest.fixture
 def not_ready_node(core, nodes):
     """Make one kwok node NotReady; ALWAYS remove the label again and wait Ready."""
-    _, victim = nodes
+    _first, victim = nodes
     core.patch_node(victim, {"metadata": {"labels": {NOT_READY_LABEL: "true"}}})
     try:
         wait_node(core, victim, ready=False, timeout=60)
@@ -132,12 +132,12 @@ def ledger_rows(pg, target_key):
 
 # ---------------------------------------------------------------------------- cluster-health gate
 def test_cluster_health_gate_with_real_nodes(testbed, testbed_env, tmp_path, core, nodes, request):
-    target, _ = nodes
+    target, _other = nodes
     ledger = str(tmp_path / "ledger.sqlite3")
     base = {"action": "cordon_node", "target_key": f"node/{target}", "mode": "remediate",
             "kubeconfig": testbed["OCTOLLM_RUNNER_KUBECONFIG"], "ledger": ledger}
     before = cluster_counts(core, target)
-    (healthy, strict), _ = run_guardrail(testbed_env, tmp_path, [
+    (healthy, strict), _result = run_guardrail(testbed_env, tmp_path, [
         base, dict(base, min_ready_nodes=before["ready_nodes"])])
     assert healthy["nodes"] == before
     if before["not_ready_nodes"] == 0:
@@ -155,7 +155,7 @@ def test_cluster_health_gate_with_real_nodes(testbed, testbed_env, tmp_path, cor
     calls = [dict(base, max_notready_share=limit),
              dict(base, action="drain_node", target_key=f"node/{victim}", max_notready_share=limit,
                   allow=[{"action": "drain_node", "target": "node/*"}])]
-    (gated, drain_victim), _ = run_guardrail(testbed_env, tmp_path, calls)
+    (gated, drain_victim), _result = run_guardrail(testbed_env, tmp_path, calls)
     assert gated["nodes"] == during
     assert (gated["allowed"], gated["rule"]) == (False, "cluster_health_gate"), gated["reason"]
     assert f"{during['not_ready_nodes']} of {during['total_nodes']} nodes NotReady" in gated["reason"]
@@ -172,7 +172,7 @@ def test_cluster_health_gate_with_real_nodes(testbed, testbed_env, tmp_path, cor
 
 
 def test_node_action_on_a_missing_node_is_refused(testbed, testbed_env, tmp_path):
-    (verdict,), _ = run_guardrail(testbed_env, tmp_path, [{
+    (verdict,), _result = run_guardrail(testbed_env, tmp_path, [{
         "action": "cordon_node", "target_key": "node/no-such-node", "mode": "remediate",
         "kubeconfig": testbed["OCTOLLM_RUNNER_KUBECONFIG"], "ledger": str(tmp_path / "l.sqlite3")}])
     assert (verdict["allowed"], verdict["rule"]) == (False, "cluster_health_unknown")
@@ -198,14 +198,14 @@ def test_budget_with_the_postgres_ledger(testbed, testbed_env, tmp_path, pg, pg_
     assert password and password not in output
     assert results[0]["ledger"].startswith("postgresql:") and "***@" in results[0]["ledger"]
     # a bigger budget lets the fourth through: the count comes from the ledger
-    (fourth,), _ = run_guardrail(testbed_env, tmp_path, [dict(call, action_budget=4)])
+    (fourth,), _result = run_guardrail(testbed_env, tmp_path, [dict(call, action_budget=4)])
     assert fourth["rule"] == "ok" and len(ledger_rows(pg, pg_target)) == 5
 
 
 def test_protected_namespace(testbed, testbed_env, tmp_path, pg):
     key = f"deployment/kube-system/guardrail-it-{uuid.uuid4().hex[:10]}"
     try:
-        (verdict,), _ = run_guardrail(testbed_env, tmp_path, [{
+        (verdict,), _result = run_guardrail(testbed_env, tmp_path, [{
             "action": "rollout_restart", "target_key": key, "mode": "remediate",
             "ledger": testbed["OCTOLLM_PG_LEDGER_DSN"]}])
         assert (verdict["allowed"], verdict["rule"]) == (False, "protected_namespace")
@@ -225,7 +225,7 @@ def test_check_mode_writes_nothing(testbed, testbed_env, tmp_path, pg, pg_target
              {"action": "raise_memory_limit", "target_key": pg_target, "mode": "remediate",
               "params": {"current_memory": "512Mi", "new_memory": "2Gi"},
               "ledger": testbed["OCTOLLM_PG_LEDGER_DSN"]}]
-    (pg_verdict, sqlite_verdict, capped), _ = run_guardrail(testbed_env, tmp_path, calls, check=True)
+    (pg_verdict, sqlite_verdict, capped), _result = run_guardrail(testbed_env, tmp_path, calls, check=True)
     for verdict in (pg_verdict, sqlite_verdict):
         assert (verdict["allowed"], verdict["rule"], verdict["mode"]) == (False, "observe_mode", "observe")
         assert verdict["would_be"]["rule"] == "ok" and verdict["action_id"] is None
@@ -235,7 +235,7 @@ def test_check_mode_writes_nothing(testbed, testbed_env, tmp_path, pg, pg_target
     assert ledger_rows(pg, pg_target) == []
     assert not sqlite_path.exists()
     # the same call for real is recorded
-    (real,), _ = run_guardrail(testbed_env, tmp_path, calls[:1])
+    (real,), _result = run_guardrail(testbed_env, tmp_path, calls[:1])
     assert real["rule"] == "ok" and len(ledger_rows(pg, pg_target)) == 1
 
 

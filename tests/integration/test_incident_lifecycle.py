@@ -100,7 +100,7 @@ def ledger_location(request, testbed, tmp_path):
 
 
 def test_refusal_reaches_the_record_and_the_receivers(testbed_env, tmp_path, ledger_location):
-    tag, ns, _ = playbook(testbed_env, tmp_path, ledger_location)
+    tag, ns, _result = playbook(testbed_env, tmp_path, ledger_location)
     with ledger_mod.Ledger.open(ledger_location) as lg:
         inc = lg.incidents(target_key=f"deployment/{ns}/checkout")[0]
         actions = lg.actions(incident_id=inc["id"])
@@ -189,7 +189,7 @@ def test_resolved_alert_closes_the_incident_and_drafts_the_review(testbed_env, t
 
 def test_incident_report_prints_markdown(testbed_env, tmp_path):
     location = str(tmp_path / "ledger.sqlite3")
-    tag, ns, _ = playbook(testbed_env, tmp_path, location)
+    tag, ns, _result = playbook(testbed_env, tmp_path, location)
     with ledger_mod.Ledger.open(location) as lg:
         iid = lg.incidents()[0]["id"]
     res = subprocess.run([str(REPO / ".venv/bin/ansible-playbook"), "octollm.alert_response.incident_report",

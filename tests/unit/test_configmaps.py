@@ -37,8 +37,8 @@ def test_managed_fields_and_last_writer():
         # a no-op apply keeps no time: it sorts first
         {"manager": "noop", "operation": "Apply", "fieldsV1": {"f:data": {"f:A": {}}}}]}}
     entries = cm.managed_fields(obj)
-    assert [e["manager"] for e in entries] == ["noop", "kubectl-client-side-apply", "argocd-controller",
-                                              "kube-controller-manager"]
+    assert [e["manager"] for e in entries] == [
+        "noop", "kubectl-client-side-apply", "argocd-controller", "kube-controller-manager"]
     assert entries[1]["keys"] == ["A", "B"]
     # the newest writer of the content, not of the metadata
     assert cm.last_write(entries)["manager"] == "argocd-controller"
@@ -50,8 +50,8 @@ def test_template_reads_every_way():
         "volumes": [{"name": "cfg", "configMap": {"name": "app"}},
                     {"name": "proj", "projected": {"sources": [{"configMap": {"name": "app"}}]}},
                     {"name": "other", "configMap": {"name": "x"}}],
-        "initContainers": [{"name": "init", "env": [{"name": "A", "valueFrom": {"configMapKeyRef": {"name": "app",
-                                                                                                     "key": "A"}}}]}],
+        "initContainers": [{"name": "init", "env": [{"name": "A", "valueFrom": {"configMapKeyRef": {
+            "name": "app", "key": "A"}}}]}],
         "containers": [{"name": "c", "envFrom": [{"configMapRef": {"name": "app"}}],
                         "volumeMounts": [{"name": "cfg", "mountPath": "/etc/app"},
                                          {"name": "proj", "mountPath": "/etc/p/f", "subPath": "f"},

@@ -195,9 +195,9 @@ def test_config_error_from_missing_key():
 
 
 def test_volume_mount_from_unbound_claim():
-    ev = workload([pod(phase="Pending")], volumes=[{"name": "data", "claim": "app-data", "exists": True,
-                                                     "phase": "Pending", "storage_class": "gone",
-                                                     "storage_class_exists": False}])
+    volume = {"name": "data", "claim": "app-data", "exists": True, "phase": "Pending",
+              "storage_class": "gone", "storage_class_exists": False}
+    ev = workload([pod(phase="Pending")], volumes=[volume])
     out = cause(ev)
     assert out["cause"] == "volume_mount" and out["details"]["claims"] == ["app-data"]
     assert "StorageClass gone does not exist" in out["reasons"][0]
@@ -231,8 +231,8 @@ def test_oom_from_logs_only():
 def test_dependency_unavailable_names_the_workload_to_restart():
     deps = [{"service": "db", "exists": True, "ready_endpoints": 0,
              "workload": {"kind": "StatefulSet", "name": "db"}},
-            {"service": "cache", "exists": True, "ready_endpoints": 1, "workload": {"kind": "Deployment",
-                                                                                     "name": "cache"}}]
+            {"service": "cache", "exists": True, "ready_endpoints": 1,
+             "workload": {"kind": "Deployment", "name": "cache"}}]
     out = cause(workload([pod()], log_classes={"connection_refused": 3}, dependencies=deps))
     assert out["cause"] == "dependency_unavailable"
     assert out["details"]["restart"] == [{"kind": "StatefulSet", "name": "db", "service": "db"}]

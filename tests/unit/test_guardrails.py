@@ -107,7 +107,7 @@ def test_unknown_action(ledger):
 @pytest.mark.parametrize("action", ["create_ticket", "block_deployments", "record_change", "escalate"])
 @pytest.mark.parametrize("mode", ["observe", "remediate"])
 def test_not_mutating_is_always_allowed_and_not_budgeted(ledger, action, mode):
-    for _ in range(5):
+    for _attempt in range(5):
         v = verdict(ledger, action=action, mode=mode)
         assert (v.allowed, v.rule, v.mode) == (True, "not_mutating", "record")
     assert verdict(ledger).rule == "ok"
@@ -202,8 +202,8 @@ def test_protected_namespace_from_the_namespace_field_and_custom_list(ledger):
 
 def test_protected_namespace_lifted_only_by_an_exact_allow_entry(ledger):
     base = dict(action="restart_certmanager", target_key="deployment/cert-manager/cert-manager")
-    assert verdict(ledger, **base, policy={"allow": [{"action": "restart_certmanager",
-                                                       "namespace": "cert-manager"}]}).rule == "ok"
+    policy = {"allow": [{"action": "restart_certmanager", "namespace": "cert-manager"}]}
+    assert verdict(ledger, **base, policy=policy).rule == "ok"
     for allow in ([{"action": "restart_certmanager", "namespace": "cert-*"}],
                   [{"action": "restart_certmanager"}],
                   [{"action": "rollout_restart", "namespace": "cert-manager"}]):
@@ -523,8 +523,8 @@ def test_parse_quantity_rejects(bad):
 
 
 def test_format_quantities():
-    assert [g.format_memory(v) for v in (2 ** 30, 1536 * 2 ** 20, 1e9, 1000, 1001)] == ["1Gi", "1536Mi", "1G", "1k",
-                                                                                         "1001"]
+    memory = [g.format_memory(v) for v in (2 ** 30, 1536 * 2 ** 20, 1e9, 1000, 1001)]
+    assert memory == ["1Gi", "1536Mi", "1G", "1k", "1001"]
     assert [g.format_cpu(v) for v in (2.0, 1.5, 0.25)] == ["2", "1500m", "250m"]
 
 

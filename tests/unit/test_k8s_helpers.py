@@ -118,11 +118,11 @@ def workload(template, annotations=None, revisions=None, kind="Deployment"):
 
 
 TPL = {"metadata": {"labels": {"app": "app"}, "annotations": {"faults.octollm.io/error-rate": "0.5"}},
-       "spec": {"containers": [{"name": "app", "image": "app:3", "resources": {"limits": {"cpu": "500m",
-                                                                                       "memory": "256Mi"}}}]}}
+       "spec": {"containers": [{"name": "app", "image": "app:3", "resources": {
+           "limits": {"cpu": "500m", "memory": "256Mi"}}}]}}
 OLD = {"metadata": {"labels": {"app": "app", "pod-template-hash": "h2"}},
-       "spec": {"containers": [{"name": "app", "image": "app:2", "resources": {"limits": {"cpu": "500m",
-                                                                                       "memory": "256Mi"}}}]}}
+       "spec": {"containers": [{"name": "app", "image": "app:2", "resources": {
+           "limits": {"cpu": "500m", "memory": "256Mi"}}}]}}
 
 
 def test_rollout_undo_plans_the_previous_template_with_a_resource_version_test():
@@ -144,8 +144,8 @@ def test_rollout_undo_plans_the_previous_template_with_a_resource_version_test()
 def test_rollout_undo_refuses_statefulsets_and_knows_when_already_there():
     with pytest.raises(wl.WorkloadError, match="only Deployments"):
         wl.Actions(workload(TPL, kind="StatefulSet")).rollout_undo([])
-    same = {"revision": 2, "template": dict(TPL, metadata={"labels": {"app": "app", "pod-template-hash": "x"},
-                                                          "annotations": TPL["metadata"]["annotations"]}),
+    same_meta = {"labels": {"app": "app", "pod-template-hash": "x"}, "annotations": TPL["metadata"]["annotations"]}
+    same = {"revision": 2, "template": dict(TPL, metadata=same_meta),
             "annotations": {}, "images": ["app:3"]}
     assert wl.Actions(workload(TPL)).rollout_undo([same])[0] is False
 
