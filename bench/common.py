@@ -34,8 +34,10 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = REPO / ".venv" / "bin"
 RULEBOOK = REPO / "rulebooks" / "alertmanager.yml"
-sys.path.insert(0, str(REPO / "plugins" / "module_utils"))
-import ledger as ledger_mod  # noqa: E402
+# the collection's import path (make setup links it): plugins/module_utils itself on sys.path
+# would shadow the redis package with module_utils/redis.py
+sys.path.insert(0, str(REPO / ".collections"))
+from ansible_collections.octollm.alert_response.plugins.module_utils import ledger as ledger_mod  # noqa: E402
 
 WRITE_VERBS = ("create", "update", "patch", "delete", "deletecollection")
 # every object a benchmark creates carries this label, so that cleanup finds them all

@@ -10,6 +10,7 @@ cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH" ANSIBLE_CONFIG="$PWD/ansible.cfg"
 rm -rf tests/output/molecule   # converge figures of this run only (tools/molecule_figures.py)
 mkdir -p tests/output/molecule
+rm -rf tests/output/logs && mkdir -p tests/output/logs   # one log per stage
 timings=tests/output/timings.txt
 : > "$timings"
 failed=()
@@ -17,8 +18,9 @@ stage() {  # stage <name> <command...>
   local name=$1; shift
   if [ -n "${ONLY:-}" ] && [ "$ONLY" != "$name" ] && [[ "$name" != "$ONLY"/* ]]; then return 0; fi
   local t0=$SECONDS
+  local log="tests/output/logs/${name//\//_}.log"
   echo "=== [$name] $*"
-  if "$@"; then
+  if "$@" 2>&1 | tee "$log"; then
     echo "=== [$name] ok in $((SECONDS - t0)) s" | tee -a "$timings"
   else
     echo "=== [$name] FAILED in $((SECONDS - t0)) s" | tee -a "$timings"
@@ -27,8 +29,7 @@ stage() {  # stage <name> <command...>
 }
 
 started_testbed=0
-testbed_up() {
-  if ! python tests/testbed/testbed.py status >/dev/null 2>&1; then started_testbed=1; fi
+testbed_up() {  # (runs in a pipeline, a subshell: started_testbed is set by the caller)
   python tests/testbed/testbed.py up
 }
 cleanup() {
@@ -42,7 +43,8 @@ stage lint tools/lint.sh
 stage unit python -m pytest tests/unit -q -p no:cacheprovider
 case "${ONLY:-}" in
   lint|unit) ;;  # no test bed needed
-  *) stage testbed testbed_up
+  *) if ! python tests/testbed/testbed.py status >/dev/null 2>&1; then started_testbed=1; fi
+     stage testbed testbed_up
      # molecule and the integration tests read the test bed's addresses from the env
      set -a; . .testbed/testbed.env; set +a ;;
 esac
@@ -59,6 +61,11 @@ echo
 cat "$timings"
 python tools/molecule_figures.py > tests/output/molecule-figures.md 2>/dev/null || true
 if [ ${#failed[@]} -gt 0 ]; then
+  # CI shows the end of the output: repeat there why each failed stage failed
+  for name in "${failed[@]}"; do
+    echo "--- why [$name] failed (tests/output/logs/${name//\//_}.log):"
+    grep -E "^(FAILED|ERROR)|ERROR:|fatal:|Error|[0-9]+ (passed|failed)" "tests/output/logs/${name//\//_}.log" | tail -25
+  done
   echo "FAILED stages: ${failed[*]}"
   exit 1
 fi

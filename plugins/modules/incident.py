@@ -30,12 +30,15 @@ author:
   - OctoLLM SRE (@octollm)
 extends_documentation_fragment:
   - kubernetes.core.k8s_auth_options
+  - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
     support: full
     details: Nothing is written to the ledger; the result shows the incident as it is or would be.
   diff_mode:
     support: none
+  platform:
+    platforms: posix
 options:
   state:
     description: What to do.

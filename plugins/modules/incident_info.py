@@ -11,20 +11,24 @@ short_description: Read incidents, their timeline and actions from the ledger, a
 version_added: 0.1.0
 description:
   - Returns one incident with its alerts, timeline and actions, or lists incidents.
-  - Renders the incident report and the post-incident review draft (runbook template sections:
-    summary, timeline, root cause, impact, resolution, contributing factors, action items, lessons
-    learned) in Markdown, filled from the record.
+  - Renders the incident report and the post-incident review draft in Markdown, filled from the
+    record, with the runbook template's sections (summary, timeline, root cause, impact, resolution,
+    contributing factors, action items, lessons learned).
   - Optionally writes the review draft to a file (C(review_path)). Like the ledger, the draft is part
     of the incident journal, so the module reports C(changed=false) and C(written) says whether the file
     was (re)written.
 author:
   - OctoLLM SRE (@octollm)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
     support: full
     details: Read-only, except I(review_path), which is not written in check mode.
   diff_mode:
     support: none
+  platform:
+    platforms: posix
 options:
   ledger:
     description: Ledger location (SQLite path or C(postgresql://) DSN); defaults to C($OCTOLLM_LEDGER).

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import textwrap
 import urllib.request
 import uuid
@@ -14,8 +13,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "plugins" / "module_utils"))
-import ledger as ledger_mod  # noqa: E402
+# through the collection's import path (tests/conftest.py): plugins/module_utils on sys.path
+# would shadow the redis package with module_utils/redis.py
+from ansible_collections.octollm.alert_response.plugins.module_utils import ledger as ledger_mod  # noqa: E402
 
 pytestmark = pytest.mark.testbed
 

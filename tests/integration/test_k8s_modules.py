@@ -135,7 +135,16 @@ def test_workload_info_config_refs_never_return_secret_values(testbed_env, kube,
            {"name": "DB_USER", "valueFrom": {"secretKeyRef": {"name": "db", "key": "user"}}},
            {"name": "CACHE", "valueFrom": {"configMapKeyRef": {"name": "missing-cm", "key": "x"}}}]
     apps.create_namespaced_deployment(namespace, deployment("app", env=env, replicas=1))
+    # the runner's own identity (rbac/) may not read Secrets: the reference is reported as
+    # unknown with the reason, and the rest of the evidence is still gathered
     (result,) = run_tasks(testbed_env, [("workload_info", {"namespace": namespace, "name": "app"}, False)])
+    refs = {r["name"]: r for r in result["workload"]["config_refs"]}
+    assert refs["db"]["exists"] is None and "forbidden" in refs["db"]["error"]
+    assert refs["missing-cm"]["exists"] is False
+    assert value not in json.dumps(result)
+    # an identity granted "get secrets" (a cluster that chooses to): key names, never values
+    (result,) = run_tasks(testbed_env, [("workload_info", {"namespace": namespace, "name": "app",
+                                                            "kubeconfig": testbed_env["KUBECONFIG"]}, False)])
     refs = {r["name"]: r for r in result["workload"]["config_refs"]}
     assert refs["db"]["exists"] and refs["db"]["key_names"] == ["password"] and refs["db"]["missing_keys"] == ["user"]
     assert refs["missing-cm"]["exists"] is False
