@@ -143,8 +143,8 @@ def test_workload_info_config_refs_never_return_secret_values(testbed_env, kube,
     assert refs["missing-cm"]["exists"] is False
     assert value not in json.dumps(result)
     # an identity granted "get secrets" (a cluster that chooses to): key names, never values
-    (result,) = run_tasks(testbed_env, [("workload_info", {"namespace": namespace, "name": "app",
-                                                            "kubeconfig": testbed_env["KUBECONFIG"]}, False)])
+    admin = {"namespace": namespace, "name": "app", "kubeconfig": testbed_env["KUBECONFIG"]}
+    (result,) = run_tasks(testbed_env, [("workload_info", admin, False)])
     refs = {r["name"]: r for r in result["workload"]["config_refs"]}
     assert refs["db"]["exists"] and refs["db"]["key_names"] == ["password"] and refs["db"]["missing_keys"] == ["user"]
     assert refs["missing-cm"]["exists"] is False
