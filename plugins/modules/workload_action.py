@@ -14,7 +14,8 @@ description:
     C(octollm.alert_response.guardrail) first; this module does not.
   - V(rollout_restart) stamps the pod template annotation C(kubectl.kubernetes.io/restartedAt), as
     C(kubectl rollout restart) does. With O(restarted_at) the stamp is that value and a second run with
-    the same value changes nothing.
+    the same value changes nothing. An OrderedReady StatefulSet does not replace a pod that is not
+    Ready, so the restart of one also deletes its unready pods (the controller recreates them).
   - V(rollout_undo) rolls a Deployment back like C(kubectl rollout undo) - the pod template of the
     previous revision (or O(to_revision)) replaces the current one and that ReplicaSet's annotations are
     copied - with an optimistic-concurrency test on the resourceVersion. With O(from_revision) it only
@@ -176,8 +177,9 @@ diff:
   type: dict
   sample: {before: {revision: 7}, after: {revision: 6}}
 deleted:
-  description: The pods deleted (V(delete_pods)).
-  returned: when O(action=delete_pods)
+  description: The pods deleted (V(delete_pods)), or the unready pods of an OrderedReady StatefulSet
+    that V(rollout_restart) deleted (would delete, in check mode).
+  returned: when O(action=delete_pods), or when a StatefulSet restart deleted pods
   type: list
   elements: str
   sample: [orchestrator-7979d8c7b4-4cbpc]
@@ -256,6 +258,13 @@ def plan(module, w):
     raise WorkloadError(f"unknown action {p['action']}")
 
 
+def blocks_rollout(w):
+    """True for a StatefulSet whose rolling update stops at a pod that is not Ready."""
+    spec = w.obj.get("spec") or {}
+    return w.kind == "StatefulSet" and spec.get("podManagementPolicy", "OrderedReady") == "OrderedReady" and \
+        (spec.get("updateStrategy") or {}).get("type", "RollingUpdate") == "RollingUpdate"
+
+
 def delete_pods(module, k8s, w):
     names = module.params["pods"]
     mine = {x["name"]: x for x in Evidence(k8s, w.kind, w.namespace, w.name).collect(details=False)["pods"]}
@@ -292,6 +301,25 @@ def execute_module(module, k8s):
         changed, patch, before, after, msg = plan(module, w)
         if changed and not module.check_mode:
             w.obj = Actions(w).apply(patch)
+        if changed and p["action"] == "rollout_restart" and blocks_rollout(w):
+            # An OrderedReady StatefulSet does not replace a pod that is not Ready: the
+            # restart would wait forever behind the very pod it is meant to replace. Delete
+            # the unready pods (the controller recreates them from the new template), as
+            # the Kubernetes docs' forced rollback does.
+            stuck = [x["name"] for x in Evidence(k8s, w.kind, w.namespace, w.name).collect(details=False)["pods"]
+                     if not x["ready"] and not x["deleting"]]
+            if stuck and not module.check_mode:
+                for n in stuck:
+                    try:
+                        k8s.core.delete_namespaced_pod(n, w.namespace)
+                    except ApiException as exc:
+                        if getattr(exc, "status", None) != 404:
+                            raise WorkloadError(api_error(exc, f"cannot delete pod {w.namespace}/{n} of {w.what()}")) \
+                                from None
+            if stuck:
+                result["deleted"] = stuck
+                msg += f"; deleted its unready pod(s) {', '.join(stuck)}, which an OrderedReady StatefulSet " \
+                       "does not replace by itself"
     if module.check_mode and changed:
         msg = "would have " + msg if not msg.startswith("would") else msg
     result.update(changed=changed, msg=msg, before=before, after=after)
@@ -304,8 +332,9 @@ def execute_module(module, k8s):
     if p["wait"] and changed and not module.check_mode:
         ev, result["wait"] = wait_healthy(collect, p["wait_timeout"], 0, p["wait_interval"])
         if not result["wait"]["healthy"]:
-            module.fail_json(msg=f"{msg}, but {w.what()} is not healthy after {p['wait_timeout']:g} s: "
-                                 f"{result['wait']['reason']}; inspect its pods, or roll back", **result)
+            result["msg"] = (f"{msg}, but {w.what()} is not healthy after {p['wait_timeout']:g} s: "
+                             f"{result['wait']['reason']}; inspect its pods, or roll back")
+            module.fail_json(**result)
     else:
         ev = w.spec_summary()
     result["workload"] = {k: ev.get(k) for k in ("replicas", "current_revision", "rollout_complete")}

@@ -224,3 +224,34 @@ def test_drain_that_a_budget_blocks_reverts_its_cordon(testbed_env, kube, namesp
         assert not core.read_node(node).spec.unschedulable
     finally:
         core.delete_node(node)
+
+
+def test_restart_of_a_statefulset_stuck_on_an_unready_pod(testbed_env, kube, namespace):
+    """kubectl rollout restart alone never replaces an unready pod of an OrderedReady
+    StatefulSet (the controller waits for it to be Ready first): the module deletes it."""
+    core, apps, _policy = kube
+    sts = deployment("db", replicas=1)
+    sts["kind"] = "StatefulSet"
+    sts["spec"]["serviceName"] = "db"
+    apps.create_namespaced_stateful_set(namespace, sts)
+
+    def pod_ready():
+        pods = [p for p in core.list_namespaced_pod(namespace, label_selector="app=db").items
+                if p.metadata.deletion_timestamp is None]
+        return pods and all(c.type != "Ready" or c.status == "True" for c in pods[0].status.conditions or []) and \
+            any(c.type == "Ready" and c.status == "True" for c in pods[0].status.conditions or [])
+    wait_for("db-0 Ready", pod_ready)
+    old_uid = core.read_namespaced_pod("db-0", namespace).metadata.uid
+    # the dependency wedges: its pod stops being Ready (kwok stage octollm-pod-not-ready)
+    core.patch_namespaced_pod("db-0", namespace, {"metadata": {"labels": {"faults.octollm.io/not-ready": "true"}}})
+    wait_for("db-0 not Ready", lambda: not pod_ready())
+    args = {"kind": "StatefulSet", "namespace": namespace, "name": "db", "action": "rollout_restart",
+            "restarted_at": "2026-11-29T08:00:00Z", "wait": True, "wait_timeout": 90}
+    (check,) = run_tasks(testbed_env, [("workload_action", args, True)])
+    assert check["changed"] and check["deleted"] == ["db-0"] and "failed" not in check
+    assert core.read_namespaced_pod("db-0", namespace).metadata.uid == old_uid   # check mode deleted nothing
+    (real,) = run_tasks(testbed_env, [("workload_action", args, False)])
+    assert not real.get("failed"), real.get("msg")
+    assert real["changed"] and real["deleted"] == ["db-0"] and "unready pod(s) db-0" in real["msg"]
+    assert real["wait"]["healthy"]
+    assert core.read_namespaced_pod("db-0", namespace).metadata.uid != old_uid
