@@ -69,7 +69,7 @@ demo: setup
 	$(VPY) tools/demo.py
 
 BENCH_ARGS ?=
-bench: setup
+bench: testbed-up
 	$(VPY) bench/run.py $(BENCH_ARGS)
 
 clean: testbed-down

@@ -16,7 +16,7 @@ Benchmarks (one module each in this folder; docs/performance.md explains them):
   scale     the node_not_ready evidence step on 1,000 nodes / 10,000 pods vs. 10 nodes
   storm     10,000 alerts over 20 Deployments -> exactly 20 runs; 1,000 targets -> runs per minute
 
-Needs the running test bed (`make testbed-up`); it never stops it. Everything the bench
+`make bench` brings the test bed up first (`make testbed-up`); the bench never stops it. Everything the bench
 creates on the shared cluster (namespaces, nodes, pods) carries the label
 bench.octollm.io/run and is deleted at the end, also on failure and on Ctrl-C / SIGTERM.
 """
