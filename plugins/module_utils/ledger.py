@@ -231,13 +231,21 @@ class Ledger:
     def _sql(self, sql: str) -> str:
         return sql.replace("?", "%s") if self.kind == "postgresql" else sql
 
+    def _live(self):
+        """The connection. A PostgreSQL connection that the server closed (restart, failover)
+        is opened again, outside a transaction only; until the server is back this raises."""
+        if self.kind == "postgresql" and self.conn.closed and not getattr(self, "_depth", 0):
+            self.conn = psycopg.connect(self.location, autocommit=True, connect_timeout=10,
+                                        application_name="octollm-ledger")
+        return self.conn
+
     def _exec(self, sql: str, params=()):
         with self._lock:
-            return self.conn.execute(self._sql(sql), params)
+            return self._live().execute(self._sql(sql), params)
 
     def _rows(self, sql: str, params=()) -> list[dict]:
         with self._lock:
-            cur = self.conn.execute(self._sql(sql), params)
+            cur = self._live().execute(self._sql(sql), params)
             cols = [d[0] for d in cur.description]
             return [dict(zip(cols, row)) for row in cur.fetchall()]
 
@@ -563,9 +571,15 @@ class _Tx:
     def __enter__(self):
         lg = self.ledger
         lg._lock.acquire()
-        lg._depth = getattr(lg, "_depth", 0) + 1
-        if lg._depth == 1:
-            lg.conn.execute("BEGIN IMMEDIATE" if lg.kind == "sqlite" else "BEGIN")
+        depth = getattr(lg, "_depth", 0)
+        try:
+            if depth == 0:
+                lg._live().execute("BEGIN IMMEDIATE" if lg.kind == "sqlite" else "BEGIN")
+        except BaseException:
+            # no transaction was begun: __exit__ will not run, so give the lock back here
+            lg._lock.release()
+            raise
+        lg._depth = depth + 1
         return lg
 
     def __exit__(self, exc_type, exc, tb):
