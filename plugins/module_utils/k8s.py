@@ -79,6 +79,22 @@ class _AuthOnly:
         return None
 
 
+try:
+    from urllib3.exceptions import HTTPError as ConnectionProblem
+except ImportError:  # pragma: no cover - urllib3 comes with the kubernetes client
+    class ConnectionProblem(Exception):
+        """Stand-in when urllib3 is missing (nothing raises it then)."""
+
+
+def unreachable(exc) -> str:
+    """A connection failure (refused, timed out, TLS) raised by the client library as one
+    line with the next step, instead of urllib3's retry chain."""
+    reason = getattr(exc, "reason", None) or exc
+    return (f"the Kubernetes API server is unreachable ({type(reason).__name__}: {reason}); check that it is "
+            "up and that the kubeconfig points at it, then rerun the playbook (the rerun continues the same "
+            "incident)")
+
+
 def api_error(exc, what: str) -> str:
     """A one-line message for an API error, naming the object and the next step."""
     status = getattr(exc, "status", None)

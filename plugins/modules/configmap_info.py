@@ -97,7 +97,7 @@ summary:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.octollm.alert_response.plugins.module_utils.configmaps import ConfigMapError, ConfigMapEvidence
-from ansible_collections.octollm.alert_response.plugins.module_utils.k8s import auth_spec, clients
+from ansible_collections.octollm.alert_response.plugins.module_utils.k8s import ConnectionProblem, auth_spec, clients, unreachable
 
 
 def main():
@@ -110,6 +110,8 @@ def main():
         ev = ConfigMapEvidence(clients(module), p["namespace"], p["name"]).collect(p["consumers"], p["pods"])
     except ConfigMapError as exc:
         module.fail_json(msg=str(exc))
+    except ConnectionProblem as exc:
+        module.fail_json(msg=unreachable(exc))
     module.exit_json(changed=False, **ev)
 
 

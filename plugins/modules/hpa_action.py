@@ -116,7 +116,7 @@ msg:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.octollm.alert_response.plugins.module_utils.autoscalers import HpaError, apply, plan
-from ansible_collections.octollm.alert_response.plugins.module_utils.k8s import auth_spec, clients
+from ansible_collections.octollm.alert_response.plugins.module_utils.k8s import ConnectionProblem, auth_spec, clients, unreachable
 
 
 def main():
@@ -138,6 +138,8 @@ def main():
             apply(c, p["namespace"], p["name"], planned)
     except HpaError as exc:
         module.fail_json(msg=str(exc))
+    except ConnectionProblem as exc:
+        module.fail_json(msg=unreachable(exc))
     result = {"changed": planned["changed"], "before": planned["before"], "after": planned["after"],
               "msg": planned["msg"]}
     if module._diff:

@@ -123,7 +123,7 @@ summary:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.octollm.alert_response.plugins.module_utils.autoscalers import Autoscaler, HpaError
-from ansible_collections.octollm.alert_response.plugins.module_utils.k8s import auth_spec, clients
+from ansible_collections.octollm.alert_response.plugins.module_utils.k8s import ConnectionProblem, auth_spec, clients, unreachable
 from ansible_collections.octollm.alert_response.plugins.module_utils.usage import prometheus_client, prometheus_spec
 
 
@@ -140,6 +140,8 @@ def main():
         ev = Autoscaler(clients(module), p["namespace"], p["name"]).collect(prom, p["window"], p["history_s"])
     except HpaError as exc:
         module.fail_json(msg=str(exc))
+    except ConnectionProblem as exc:
+        module.fail_json(msg=unreachable(exc))
     module.exit_json(changed=False, **ev)
 
 

@@ -177,7 +177,7 @@ rescheduled:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.octollm.alert_response.plugins.module_utils.k8s import auth_spec, clients
+from ansible_collections.octollm.alert_response.plugins.module_utils.k8s import ConnectionProblem, auth_spec, clients, unreachable
 from ansible_collections.octollm.alert_response.plugins.module_utils.nodes import NodeError, drain, set_cordon
 
 
@@ -230,6 +230,8 @@ def main():
         module.exit_json(**execute_module(module, clients(module)))
     except NodeError as exc:
         module.fail_json(msg=str(exc), **exc.data)
+    except ConnectionProblem as exc:
+        module.fail_json(msg=unreachable(exc))
 
 
 if __name__ == "__main__":

@@ -120,7 +120,7 @@ pods_summary:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.octollm.alert_response.plugins.module_utils.k8s import auth_spec, clients
+from ansible_collections.octollm.alert_response.plugins.module_utils.k8s import ConnectionProblem, auth_spec, clients, unreachable
 from ansible_collections.octollm.alert_response.plugins.module_utils.nodes import NodeError, info
 
 
@@ -142,6 +142,8 @@ def main():
         result = info(clients(module), p["name"], p["pods"], p["critical_namespaces"], p["critical_workloads"])
     except NodeError as exc:
         module.fail_json(msg=str(exc), **exc.data)
+    except ConnectionProblem as exc:
+        module.fail_json(msg=unreachable(exc))
     module.exit_json(changed=False, **result)
 
 

@@ -193,7 +193,7 @@ queries:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.octollm.alert_response.plugins.module_utils.k8s import auth_spec, clients
+from ansible_collections.octollm.alert_response.plugins.module_utils.k8s import ConnectionProblem, auth_spec, clients, unreachable
 from ansible_collections.octollm.alert_response.plugins.module_utils.usage import (
     NodeUsage,
     UsageError,
@@ -236,6 +236,8 @@ def main():
                            oom_window_s=p["oom_window_s"])
     except UsageError as exc:
         module.fail_json(msg=str(exc))
+    except ConnectionProblem as exc:
+        module.fail_json(msg=unreachable(exc))
     module.exit_json(changed=False, **ev)
 
 

@@ -148,7 +148,7 @@ wait:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.octollm.alert_response.plugins.module_utils.k8s import auth_spec, clients
+from ansible_collections.octollm.alert_response.plugins.module_utils.k8s import ConnectionProblem, auth_spec, clients, unreachable
 from ansible_collections.octollm.alert_response.plugins.module_utils.storage import Claim, StorageError, wait_bound
 
 
@@ -176,6 +176,8 @@ def main():
         result.update(Claim(c, p["namespace"], p["name"]).collect(read_volumes=p["volumes"]))
     except StorageError as exc:
         module.fail_json(msg=str(exc))
+    except ConnectionProblem as exc:
+        module.fail_json(msg=unreachable(exc))
     module.exit_json(**result)
 
 

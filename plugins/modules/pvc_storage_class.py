@@ -86,7 +86,7 @@ msg:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.octollm.alert_response.plugins.module_utils.k8s import auth_spec, clients
+from ansible_collections.octollm.alert_response.plugins.module_utils.k8s import ConnectionProblem, auth_spec, clients, unreachable
 from ansible_collections.octollm.alert_response.plugins.module_utils.storage import StorageError, set_class
 
 
@@ -100,6 +100,8 @@ def main():
         result = set_class(clients(module), p["namespace"], p["name"], p["storage_class"], module.check_mode)
     except StorageError as exc:
         module.fail_json(msg=str(exc))
+    except ConnectionProblem as exc:
+        module.fail_json(msg=unreachable(exc))
     if module._diff:
         result["diff"] = {"before": result["before"], "after": result["after"]}
     module.exit_json(**result)

@@ -199,9 +199,11 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.octollm.alert_response.plugins.module_utils.k8s import (
     ApiException,
+    ConnectionProblem,
     api_error,
     auth_spec,
     clients,
+    unreachable,
 )
 from ansible_collections.octollm.alert_response.plugins.module_utils.workloads import (
     ACTIONS,
@@ -347,6 +349,8 @@ def main():
         module.exit_json(**execute_module(module, clients(module)))
     except WorkloadError as exc:
         module.fail_json(msg=str(exc))
+    except ConnectionProblem as exc:
+        module.fail_json(msg=unreachable(exc))
 
 
 if __name__ == "__main__":

@@ -193,7 +193,7 @@ wait:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.octollm.alert_response.plugins.module_utils.k8s import auth_spec, clients
+from ansible_collections.octollm.alert_response.plugins.module_utils.k8s import ConnectionProblem, auth_spec, clients, unreachable
 from ansible_collections.octollm.alert_response.plugins.module_utils.workloads import (
     DEFAULT_DEPENDENCY_KEYS,
     Evidence,
@@ -251,6 +251,8 @@ def main():
         module.exit_json(**execute_module(module, clients(module)))
     except WorkloadError as exc:
         module.fail_json(msg=str(exc))
+    except ConnectionProblem as exc:
+        module.fail_json(msg=unreachable(exc))
 
 
 if __name__ == "__main__":
