@@ -79,8 +79,9 @@ class _AuthOnly:
         return None
 
 
+# re-exported for the modules, which catch it
 try:
-    from urllib3.exceptions import HTTPError as ConnectionProblem
+    from urllib3.exceptions import HTTPError as ConnectionProblem  # pylint: disable=unused-import
 except ImportError:  # pragma: no cover - urllib3 comes with the kubernetes client
     class ConnectionProblem(Exception):
         """Stand-in when urllib3 is missing (nothing raises it then)."""
