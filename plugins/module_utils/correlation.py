@@ -45,7 +45,7 @@ def correlate(ledger, alert: dict, windows: dict | None = None, now: float | Non
         want = {k: labels.get(k) for k in spec["keys"]}
         if not all(want.values()):
             continue
-        for lead in ledger.firing_alerts(alertname=spec["lead"]):
+        for lead in ledger.firing_alerts(alertname=spec["lead"], since=now - win[scenario], labels=want):
             if not lead.get("target_key") or now - float(lead["received_at"]) > win[scenario]:
                 continue
             if all((lead["labels"] or {}).get(k) == v for k, v in want.items()):

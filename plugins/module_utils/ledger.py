@@ -63,6 +63,8 @@ _SCHEMA = [
     "CREATE INDEX IF NOT EXISTS alerts_target ON alerts (target_key, status)",
     "CREATE INDEX IF NOT EXISTS alerts_state ON alerts (state)",
     "CREATE INDEX IF NOT EXISTS alerts_fp ON alerts (fingerprint)",
+    # the scenario correlation's lookup of recent firing leads (bench: intake)
+    "CREATE INDEX IF NOT EXISTS alerts_name ON alerts (alertname, status, received_at)",
     """CREATE TABLE IF NOT EXISTS incidents (
         id {serial},
         incident_key TEXT NOT NULL,
@@ -367,9 +369,11 @@ class Ledger:
         sql += " ORDER BY id DESC LIMIT ?"
         return [self._alert(r) for r in self._rows(sql, (*params, int(limit)))]
 
-    def firing_alerts(self, target_key: str | None = None, alertname: str | None = None) -> list[dict]:
+    def firing_alerts(self, target_key: str | None = None, alertname: str | None = None, since: float | None = None,
+                      labels: dict | None = None) -> list[dict]:
         """Alerts whose latest known status is firing (no resolved entry with the same
-        fingerprint and startsAt)."""
+        fingerprint and startsAt); optionally only those received since ``since`` and whose
+        labels have the given values (filtered in SQL: a long ledger is not read whole)."""
         where, params = ["a.status = 'firing'"], []
         if target_key is not None:
             where.append("a.target_key = ?")
@@ -377,6 +381,17 @@ class Ledger:
         if alertname is not None:
             where.append("a.alertname = ?")
             params.append(alertname)
+        if since is not None:
+            where.append("a.received_at >= ?")
+            params.append(float(since))
+        for key, value in (labels or {}).items():
+            if self.kind == "sqlite":
+                where.append("json_extract(a.labels, ?) = ?")
+                params.append('$."%s"' % str(key).replace('"', '\\"'))
+            else:
+                where.append("(a.labels::jsonb ->> ?) = ?")
+                params.append(str(key))
+            params.append(str(value))
         sql = ("SELECT a.* FROM alerts a WHERE " + " AND ".join(where) +
                " AND NOT EXISTS (SELECT 1 FROM alerts r WHERE r.fingerprint = a.fingerprint "
                "AND r.starts_at = a.starts_at AND r.status = 'resolved') ORDER BY a.id")

@@ -73,3 +73,23 @@ def test_leads_resolved_alerts_and_missing_keys_never_correlate(ledger):
     assert correlation.correlate(ledger, resolved, now=1000.0) is None
     no_node = store(ledger, "pod-n", alertname="PodCrashLoopBackOff", namespace="octollm-prod", pod="p")
     assert correlation.correlate(ledger, no_node, now=1000.0) is None
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_recent_firing_leads_are_selected_in_sql(kind, tmp_path, request):
+    """The correlation reads only the recent firing leads with the follower's labels (the
+    whole ledger was read per alert before: intake fell to 26 events/s at 100,000 alerts)."""
+    import uuid
+    loc = str(tmp_path / "l.sqlite3") if kind == "sqlite" else request.getfixturevalue("testbed")["OCTOLLM_PG_LEDGER_DSN"]
+    tag = uuid.uuid4().hex[:8]
+    name = f"Lead{tag}"
+    with Ledger.open(loc) as lg:
+        store(lg, f"{tag}-a", now=1000.0, alertname=name, node="n-1")
+        store(lg, f"{tag}-b", now=1000.0, alertname=name, node="n-2")
+        store(lg, f"{tag}-c", now=100.0, alertname=name, node="n-1")
+        store(lg, f"{tag}-d", now=1000.0, alertname=name, node="n-1", namespace="x")
+        store(lg, f"{tag}-d", status="resolved", now=1001.0, alertname=name, node="n-1", namespace="x")
+        got = lg.firing_alerts(alertname=name, since=900.0, labels={"node": "n-1"})
+        assert [a["fingerprint"] for a in got] == [f"{tag}-a"]
+        assert {a["fingerprint"] for a in lg.firing_alerts(alertname=name)} == {f"{tag}-a", f"{tag}-b", f"{tag}-c"}
+        assert lg.firing_alerts(alertname=name, labels={"node": "n-1", "namespace": "x"}) == []
