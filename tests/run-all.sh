@@ -29,7 +29,7 @@ stage() {  # stage <name> <command...>
 }
 
 started_testbed=0
-testbed_up() {  # (runs in a pipeline, a subshell: started_testbed is set by the caller)
+testbed_up() {  # (runs in a pipeline, a subshell: started_testbed is decided below, before any stage)
   python tests/testbed/testbed.py up
 }
 cleanup() {
@@ -38,13 +38,16 @@ cleanup() {
   fi
 }
 trap cleanup EXIT
+# decided before any stage: the unit tests of the PostgreSQL ledger already bring it up
+if [ "${ONLY:-}" != lint ] && ! python tests/testbed/testbed.py status >/dev/null 2>&1; then
+  started_testbed=1
+fi
 
 stage lint tools/lint.sh
 stage unit python -m pytest tests/unit -q -p no:cacheprovider
 case "${ONLY:-}" in
   lint|unit) ;;  # no test bed needed
-  *) if ! python tests/testbed/testbed.py status >/dev/null 2>&1; then started_testbed=1; fi
-     stage testbed testbed_up
+  *) stage testbed testbed_up
      # molecule and the integration tests read the test bed's addresses from the env
      set -a; . .testbed/testbed.env; set +a ;;
 esac
