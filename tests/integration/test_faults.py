@@ -29,6 +29,7 @@ import aiohttp
 import pytest
 import yaml
 from kubernetes import client, config
+from module_runner import run_module  # noqa: E402
 
 # through the collection's import path (tests/conftest.py puts .collections on sys.path)
 from ansible_collections.octollm.alert_response.plugins.module_utils import ledger as ledger_mod
@@ -53,23 +54,6 @@ def wait_for(what, predicate, timeout=60, interval=0.5):
             return
         time.sleep(interval)
     pytest.fail(f"timed out waiting for {what}")
-
-
-def run_module(env, module, args):
-    """Run one module through ansible-playbook; returns its result (+ `_stdout`)."""
-    task = {"name": "under test", f"octollm.alert_response.{module}": args, "ignore_errors": True}
-    play = [{"hosts": "localhost", "gather_facts": False, "tasks": [task]}]
-    with tempfile.NamedTemporaryFile("w", suffix=".yml", delete=False) as fh:
-        yaml.safe_dump(play, fh)
-    try:
-        proc = subprocess.run(["ansible-playbook", fh.name], check=False, cwd=REPO, text=True, capture_output=True,
-                              timeout=120, env=dict(env, ANSIBLE_STDOUT_CALLBACK="ansible.posix.json"))
-    finally:
-        Path(fh.name).unlink()
-    assert proc.returncode in (0, 2), proc.stderr[-3000:]
-    result = json.loads(proc.stdout)["plays"][0]["tasks"][0]["hosts"]["localhost"]
-    result["_stdout"] = proc.stdout
-    return result
 
 
 def stop_process(proc: subprocess.Popen) -> None:
