@@ -67,7 +67,12 @@ if [ ${#failed[@]} -gt 0 ]; then
   # CI shows the end of the output: repeat there why each failed stage failed
   for name in "${failed[@]}"; do
     echo "--- why [$name] failed (tests/output/logs/${name//\//_}.log):"
-    grep -E "^(FAILED|ERROR)|ERROR:|fatal:|Error|[0-9]+ (passed|failed)" "tests/output/logs/${name//\//_}.log" | tail -25
+    # without colours; a failed task with its name and the message that follows it
+    sed 's/\x1b\[[0-9;]*m//g' "tests/output/logs/${name//\//_}.log" | awk '
+      /TASK \[/ { task = $0 }
+      /fatal: \[|failed: \[/ { print task; n = 14 }
+      n > 0 { print; n--; next }
+      /^(FAILED|ERROR)|ERROR:|[0-9]+ (passed|failed)/ { print }' | tail -60
   done
   echo "FAILED stages: ${failed[*]}"
   exit 1
