@@ -1,16 +1,22 @@
 #!/usr/bin/env python3
 """Count the runner's API requests in the test bed's audit log.
 
-    audit.py count --since <epoch> [--until <epoch>]   -> {"total": N, "by_verb": {...}}
+    audit.py count --since <epoch> [--until <epoch>] [--kubeconfig F]
+                                                       -> {"total": N, "by_verb": {...}}
     audit.py permissions [--since <epoch>]             -> the (group, resource, verb) set used,
                                                           split by namespace, to review rbac/
 
 The audit policy (testbed.py) logs only the runner's ServiceAccount at Metadata level,
-so every line is one request a procedure made.
+so every line is one request a procedure made. ``count`` keeps the requests made with the
+token of the runner's kubeconfig (``--kubeconfig``, default $OCTOLLM_RUNNER_KUBECONFIG): the
+API server records each ServiceAccount token's ID (``JTI``) in the event, so molecule scenarios
+running side by side, each lane with its own token of the same ServiceAccount, are counted
+apart (tests/molecule_lanes.py).
 """
 from __future__ import annotations
 
 import argparse
+import base64
 import datetime as dt
 import json
 import os
@@ -22,7 +28,22 @@ def parse(ts: str) -> float:
     return dt.datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
 
 
-def count(path: str, since: float, until: float | None) -> dict:
+def token_id(kubeconfig: str) -> str | None:
+    """The credential ID the API server logs for the kubeconfig's ServiceAccount token
+    ("JTI=<jti claim>"), or None (no such file, no token, not a JWT)."""
+    try:
+        import yaml  # pylint: disable=import-outside-toplevel
+        with open(kubeconfig) as f:
+            cfg = yaml.safe_load(f)
+        token = cfg["users"][0]["user"]["token"]
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        return f"JTI={claims['jti']}"
+    except (OSError, KeyError, IndexError, TypeError, ValueError, ImportError):
+        return None
+
+
+def count(path: str, since: float, until: float | None, credential: str | None = None) -> dict:
     verbs, resources = Counter(), Counter()
     try:
         with open(path) as f:
@@ -35,6 +56,9 @@ def count(path: str, since: float, until: float | None) -> dict:
                     continue
                 t = parse(ev.get("requestReceivedTimestamp") or ev["stageTimestamp"])
                 if t < since or (until is not None and t > until):
+                    continue
+                if credential and credential not in (((ev.get("user") or {}).get("extra") or {})
+                                                     .get("authentication.kubernetes.io/credential-id") or []):
                     continue
                 verbs[ev.get("verb", "?")] += 1
                 ref = ev.get("objectRef") or {}
@@ -71,11 +95,14 @@ def main() -> int:
     ap.add_argument("--since", type=float, default=0.0)
     ap.add_argument("--until", type=float)
     ap.add_argument("--log", default=os.environ.get("OCTOLLM_AUDIT_LOG", ""))
+    ap.add_argument("--kubeconfig", default=os.environ.get("OCTOLLM_RUNNER_KUBECONFIG", ""),
+                    help="count only requests made with this kubeconfig's token (default $OCTOLLM_RUNNER_KUBECONFIG)")
     args = ap.parse_args()
     if args.command == "permissions":
         json.dump(permissions(args.log, args.since), sys.stdout, indent=1)
     else:
-        json.dump(count(args.log, args.since, args.until), sys.stdout)
+        json.dump(count(args.log, args.since, args.until, token_id(args.kubeconfig) if args.kubeconfig else None),
+                  sys.stdout)
     print()
     return 0
 
