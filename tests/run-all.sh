@@ -45,14 +45,14 @@ if [ "${ONLY:-}" != lint ] && ! python tests/testbed/testbed.py status >/dev/nul
 fi
 
 stage lint tools/lint.sh
-stage unit python -m pytest tests/unit -q -p no:cacheprovider
+stage unit python -m pytest tests/unit -q -p no:cacheprovider --durations=10
 case "${ONLY:-}" in
   lint|unit) ;;  # no test bed needed
   *) stage testbed testbed_up
      # molecule and the integration tests read the test bed's addresses from the env
      set -a; . .testbed/testbed.env; set +a ;;
 esac
-stage integration python -m pytest tests/integration -q -p no:cacheprovider
+stage integration python -m pytest tests/integration -q -p no:cacheprovider --durations=20
 # every scenario against the one running test bed, MOLECULE_LANES (default 2) at a time where
 # that is safe (tests/molecule_lanes.py: node faults alone, shared servers one by one)
 if [ -z "${ONLY:-}" ] || [ "$ONLY" = molecule ] || [[ "$ONLY" == molecule/* ]]; then

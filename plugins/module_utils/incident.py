@@ -138,14 +138,20 @@ def open_incident(ledger, alert: dict, procedure: str | None, now: float | None 
             key, title or _title(alert, target_key), severity, procedure, target_key, started_at=started,
             ack_deadline=deadlines["ack_deadline"], resolve_deadline=deadlines["resolve_deadline"],
             data={"review_deadline": deadlines["review_deadline"], "action_deadline": deadlines["action_deadline"],
-                  "alertnames": [alert.get("alertname")]},
+                  "alertnames": [alert.get("alertname")], "procedures": [procedure] if procedure else []},
             now=now)
         incident = ledger.update_incident(incident["id"], acknowledged_at=now)
     elif _rank(severity) > _rank(incident["severity"]):
-        # HighLatency joining a HighRequestLatency incident: one incident, higher severity
+        # HighLatency joining a HighRequestLatency incident, HighErrorRate joining the incident
+        # of the rollout it follows: one incident, the higher severity (its SLA clocks, from
+        # the incident's start) and the graver alert's title; the procedure that opened it stays
         deadlines = sla_deadlines(severity, incident.get("started_at") or incident["opened_at"], sla_overrides)
         incident = ledger.update_incident(incident["id"], severity=severity, ack_deadline=deadlines["ack_deadline"],
-                                          resolve_deadline=deadlines["resolve_deadline"])
+                                          resolve_deadline=deadlines["resolve_deadline"],
+                                          title=title or f"{_title(alert, target_key)} (joined {incident['title']})")
+    ran = list(incident["data"].get("procedures") or ([incident["procedure"]] if incident.get("procedure") else []))
+    if procedure and procedure not in ran:
+        incident = ledger.update_incident(incident["id"], data={"procedures": ran + [procedure]})
     firing = ledger.firing_alerts(target_key=target_key)
     ids = {a["id"] for a in firing}
     if alert.get("id"):
@@ -234,7 +240,9 @@ def report_markdown(ledger, incident_id: int) -> str:
     d = inc["data"]
     lines = [f"# Incident {inc['id']}: {_md(inc['title'])}", "",
              f"- **Status**: {inc['status']}  **Severity**: {inc['severity']}  "
-             f"**Procedure**: {inc.get('procedure') or '-'}",
+             f"**Procedure**: {inc.get('procedure') or '-'}"
+             + "".join(f" (joined by {', '.join(others)})" for others in
+                       [[p for p in d.get("procedures") or [] if p != inc.get("procedure")]] if others),
              f"- **Target**: `{_md(inc['target_key'])}`",
              f"- **Started**: {fmt_time(inc.get('started_at'))} UTC  **Acknowledged**: "
              f"{fmt_time(inc.get('acknowledged_at'))}  **Closed**: {fmt_time(inc.get('closed_at'))}",

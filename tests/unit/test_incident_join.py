@@ -1,0 +1,55 @@
+"""Joining alerts into one incident (plugins/module_utils/incident.py open_incident), with a
+real SQLite ledger: a graver alert raises the severity, its SLA clocks and the title; every
+procedure that ran is listed and the report says so."""
+from __future__ import annotations
+
+import pytest
+
+from ansible_collections.octollm.alert_response.plugins.module_utils import incident as inc
+from ansible_collections.octollm.alert_response.plugins.module_utils.ledger import Ledger
+
+NOW = 1_800_000_000.0
+TARGET = "deployment/octollm-prod/checkout"
+
+
+@pytest.fixture
+def ledger(tmp_path):
+    lg = Ledger.open(str(tmp_path / "ledger.sqlite3"))
+    yield lg
+    lg.close()
+
+
+def alert(name, severity):
+    return {"alertname": name, "status": "firing", "target_key": TARGET, "starts_at": None,
+            "labels": {"alertname": name, "severity": severity, "namespace": "octollm-prod", "deployment": "checkout"}}
+
+
+def test_a_graver_alert_raises_severity_clocks_and_title_and_keeps_the_opener(ledger):
+    first, created, _ = inc.open_incident(ledger, alert("DeploymentRolloutObserved", "info"), "deployment_observed",
+                                          now=NOW)
+    assert created and first["severity"] == "info"
+    assert first["title"] == f"DeploymentRolloutObserved on {TARGET}"
+    joined, created, _ = inc.open_incident(ledger, alert("HighErrorRate", "critical"), "high_error_rate", now=NOW + 60)
+    assert not created and joined["id"] == first["id"]
+    assert joined["severity"] == "critical"
+    # critical: acknowledge within 5 min, resolve within 1 h of the incident's start
+    assert joined["resolve_deadline"] - first["opened_at"] == pytest.approx(3600, abs=1)
+    assert joined["title"].startswith(f"HighErrorRate on {TARGET}")
+    assert "DeploymentRolloutObserved" in joined["title"]
+    assert joined["procedure"] == "deployment_observed"
+    assert joined["data"]["procedures"] == ["deployment_observed", "high_error_rate"]
+    report = inc.report_markdown(ledger, first["id"])
+    assert "**Procedure**: deployment_observed (joined by high_error_rate)" in report
+    assert "**Severity**: critical" in report
+
+
+def test_a_milder_alert_joins_without_changing_severity_or_title(ledger):
+    first, _, _ = inc.open_incident(ledger, alert("HighErrorRate", "critical"), "high_error_rate", now=NOW)
+    joined, created, _ = inc.open_incident(ledger, alert("DeploymentRolloutObserved", "info"), "deployment_observed",
+                                           now=NOW + 30)
+    assert not created and joined["severity"] == "critical" and joined["title"] == first["title"]
+    assert joined["data"]["procedures"] == ["high_error_rate", "deployment_observed"]
+    # the same procedure again (a re-fired alert, a rerun) is listed once
+    again, _, _ = inc.open_incident(ledger, alert("HighErrorRate", "critical"), "high_error_rate", now=NOW + 90)
+    assert again["data"]["procedures"] == ["high_error_rate", "deployment_observed"]
+    assert "(joined by deployment_observed)" in inc.report_markdown(ledger, first["id"])
