@@ -54,10 +54,10 @@ case "${ONLY:-}" in
 esac
 stage integration python -m pytest tests/integration -q -p no:cacheprovider --durations=20
 # every scenario against the one running test bed, MOLECULE_LANES (default 2) at a time where
-# that is safe (tests/molecule_lanes.py: node faults alone, shared servers one by one)
+# that is safe (tools/molecule_lanes.py: node faults alone, shared servers one by one)
 if [ -z "${ONLY:-}" ] || [ "$ONLY" = molecule ] || [[ "$ONLY" == molecule/* ]]; then
   t0=$SECONDS
-  python tests/molecule_lanes.py --only "${ONLY:-}" 2>&1 | tee tests/output/logs/molecule.log
+  python tools/molecule_lanes.py --only "${ONLY:-}" 2>&1 | tee tests/output/logs/molecule.log
   rc=${PIPESTATUS[0]}
   echo "=== [molecule] all scenarios in $((SECONDS - t0)) s" | tee -a "$timings"
   n=${#failed[@]}

@@ -516,13 +516,44 @@ def _rule_nodes(req, policy, ctx):
                        f"{policy['min_ready_nodes']} ({variable('min_ready_nodes')})")
 
 
+ACTION_FAILED_UNCHANGED = "failed"
+
+
+def action_outcome(result) -> str | None:
+    """What a recorded action's result says, for the ledger's actions.result: "failed" (it
+    failed and changed nothing), "failed_after_change", "changed", "ok" (nothing to change, or a
+    ticket), "not_run" (skipped: refused or observe); None when the result says none of this.
+
+    Two shapes are understood: a task result (failed/changed/skipped) and the procedures'
+    summary of an action (allowed/ok/changed)."""
+    if not isinstance(result, dict):
+        return None
+    if "ok" in result and "allowed" in result:  # a procedure's summary of the action
+        if not result["allowed"]:
+            return "not_run"
+        failed = not result["ok"]
+    elif result.get("skipped"):
+        return "not_run"
+    elif {"failed", "changed"} & set(result):
+        failed = bool(result.get("failed"))
+    else:
+        return None
+    if failed:
+        return "failed_after_change" if result.get("changed") else ACTION_FAILED_UNCHANGED
+    return "changed" if result.get("changed") else "ok"
+
+
 def _rule_incident_limit(req, policy, ctx):
     limit = policy["per_incident_limits"].get(req["action"])
     ledger = ctx["ledger"]
     if limit is None or req["incident_id"] is None or ledger is None:
         return
+    # an allowed action that failed before changing anything (the API server gone, a conflict)
+    # did not run: a rerun may try it again. One that failed after a change, or whose result
+    # was never recorded (the run died), counts.
     used = sum(1 for row in ledger.actions(incident_id=req["incident_id"])
-               if row["action"] == req["action"] and row["verdict"] == "allowed" and row["mode"] == "remediate")
+               if row["action"] == req["action"] and row["verdict"] == "allowed" and row["mode"] == "remediate"
+               and row.get("result") != ACTION_FAILED_UNCHANGED)
     if used >= limit:
         raise _Refusal("incident_limit",
                        f"{req['action']} already ran {used} time(s) in incident {req['incident_id']} (limit {limit}, "

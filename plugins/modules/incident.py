@@ -233,6 +233,7 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.octollm.alert_response.plugins.module_utils import guardrails
 from ansible_collections.octollm.alert_response.plugins.module_utils import incident as inc
 from ansible_collections.octollm.alert_response.plugins.module_utils.ledger import Ledger, LedgerError, _redact
 
@@ -409,6 +410,12 @@ def do_record(module, ledger) -> dict:
         module.fail_json(msg=f"incident {p['incident_id']} does not exist in {ledger.describe()}")
     dedupe = p["kind"] in ("evidence", "diagnosis", "verification")
     entry = ledger.add_timeline(p["incident_id"], p["kind"], p["summary"], p["data"], dedupe=dedupe)
+    verdict = p["data"].get("verdict") if p["kind"] == "action" else None
+    outcome = guardrails.action_outcome(p["data"].get("result"))
+    if isinstance(verdict, dict) and verdict.get("action_id") and outcome:
+        # the guardrail journaled the action before it ran; its result goes beside it (a
+        # per-incident limit does not count an action that failed without changing anything)
+        ledger.set_action_result(verdict["action_id"], outcome)
     if p["kind"] == "diagnosis" and p["data"].get("cause"):
         cur = ledger.update_incident(p["incident_id"], cause=p["data"]["cause"])
     return {"changed": False, "incident": cur, "entry_id": entry}

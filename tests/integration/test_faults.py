@@ -291,6 +291,10 @@ def test_api_server_stopped_mid_remediation_fails_cleanly_then_a_rerun_fixes(
     assert not (tmp_path / "reviews").exists() or not list((tmp_path / "reviews").iterdir())
     assert apps.read_namespaced_deployment("app", fault_namespace).spec.template.spec.containers[0] \
         .resources.limits["memory"] == "256Mi"
+    # the guardrail journaled the allowed action before it ran; the record marks it failed
+    # without a change, so a per-incident limit would not count it against the rerun
+    allowed_1 = [a for a in actions if a["verdict"] == "allowed" and a["mode"] == "remediate"]
+    assert allowed_1 and [a["result"] for a in allowed_1] == ["failed"] * len(allowed_1), actions
     first_actions = len(actions)
 
     # run 2: the API server is back; the same playbook finishes the job
@@ -310,7 +314,7 @@ def test_api_server_stopped_mid_remediation_fails_cleanly_then_a_rerun_fixes(
     assert [a["action"] for a in actions[first_actions:]] == ["raise_memory_limit"], \
         ([(a["action"], a["verdict"], a["at"]) for a in actions], [(e["kind"], e["summary"][:300]) for e in timeline], story,
          out[-4000:])
-    assert actions[-1]["verdict"] == "allowed"
+    assert actions[-1]["verdict"] == "allowed" and actions[-1]["result"] == "changed", actions[-1]
     verification = [e for e in timeline if e["kind"] == "verification"][-1]
     assert verification["data"]["ok"] is True, verification
     assert inc["status"] == "closed", inc

@@ -11,7 +11,7 @@ so every line is one request a procedure made. ``count`` keeps the requests made
 token of the runner's kubeconfig (``--kubeconfig``, default $OCTOLLM_RUNNER_KUBECONFIG): the
 API server records each ServiceAccount token's ID (``JTI``) in the event, so molecule scenarios
 running side by side, each lane with its own token of the same ServiceAccount, are counted
-apart (tests/molecule_lanes.py).
+apart (tools/molecule_lanes.py).
 """
 from __future__ import annotations
 

@@ -427,6 +427,40 @@ def test_incident_limit_counts_only_allowed_remediations(ledger):
     assert verdict(ledger, action="rollout_undo").rule == "ok"
 
 
+@pytest.mark.parametrize("result, again", [
+    ({"failed": True, "changed": False, "msg": "the Kubernetes API server is unreachable"}, "ok"),
+    ({"failed": True, "changed": True, "msg": "rollout did not become ready"}, "incident_limit"),
+    ({"changed": True}, "incident_limit"),
+    (None, "incident_limit"),  # the run died before recording a result: it counts
+])
+def test_incident_limit_skips_an_action_that_failed_without_a_change(ledger, result, again):
+    first = verdict(ledger, action="rollout_undo", incident_id=11, now=NOW - 10)
+    assert first.rule == "ok" and first.action_id
+    outcome = g.action_outcome(result)
+    if outcome:
+        ledger.set_action_result(first.action_id, outcome)
+    assert verdict(ledger, action="rollout_undo", incident_id=11).rule == again
+    # the budget still counts every allowed action, failed or not
+    assert ledger.count_actions(TARGET, NOW - 60) >= 1
+
+
+def test_action_outcome_names():
+    assert g.action_outcome({"skipped": True, "changed": False}) == "not_run"
+    assert g.action_outcome({"failed": True}) == g.ACTION_FAILED_UNCHANGED == "failed"
+    assert g.action_outcome({"failed": True, "changed": True}) == "failed_after_change"
+    assert g.action_outcome({"changed": True}) == "changed"
+    assert g.action_outcome({"changed": False, "msg": "already so"}) == "ok"
+    # a procedure's summary of the action (allowed, ok, changed)
+    assert g.action_outcome({"allowed": True, "ok": False, "changed": False, "msg": "API unreachable"}) == "failed"
+    assert g.action_outcome({"allowed": True, "ok": False, "changed": True}) == "failed_after_change"
+    assert g.action_outcome({"allowed": True, "ok": True, "changed": True}) == "changed"
+    assert g.action_outcome({"allowed": False, "ok": False, "changed": False}) == "not_run"
+    # nothing it understands: no result is written (the limit then counts the action)
+    assert g.action_outcome({}) is None
+    assert g.action_outcome({"output": "ticket 42"}) is None
+    assert g.action_outcome("not a result") is None
+
+
 # ---------------------------------------------------------------------------- budget
 def test_budget_fourth_action_is_refused(ledger):
     for i, action in enumerate(("rollout_restart", "delete_pod", "set_image")):

@@ -49,7 +49,7 @@ def scenarios(names: list[str]) -> list[tuple[str, str, bool]]:
         text = path.read_text()
         m = LANE_RE.search(text)
         found.append((name, m.group(1) if m else "any", "test_sequence" not in text))
-    missing = set(names) - {n for n, _, _ in found}
+    missing = set(names) - {f[0] for f in found}
     if missing:
         raise SystemExit(f"no molecule scenario named {', '.join(sorted(missing))} under {SCENARIOS}")
     return found
@@ -120,14 +120,14 @@ def main() -> int:
     lanes = len(kubeconfigs)
 
     # 1. what every scenario stands on, alone
-    for name, cls, _ in found:
+    for name, cls, _full in found:
         if cls == "exclusive":
             run(name, 1, kubeconfigs[0], failed)
     # 2. the shared ones one by one in lane 1; namespaced ones in any lane, longest (full sequence) first
-    shared = [n for n, cls, _ in found if cls == "shared"]
+    shared = [f[0] for f in found if f[1] == "shared"]
     free: queue.Queue = queue.Queue()
-    for name, _, _ in sorted((f for f in found if f[1] == "any"), key=lambda f: not f[2]):
-        free.put(name)
+    for scenario in sorted((f for f in found if f[1] == "any"), key=lambda f: not f[2]):
+        free.put(scenario[0])
 
     def lane_worker(lane: int) -> None:
         if lane == 1:
