@@ -16,7 +16,8 @@ Each lane runs as its own token of the runner's ServiceAccount (same RBAC), so t
 requests a converge records (tests/testbed/audit.py) are that scenario's only. Per scenario:
 one log, tests/output/logs/molecule_<name>.log; one line "=== [molecule/<name>] ok|FAILED in
 N s" on stdout and in tests/output/timings.txt; failed names in tests/output/molecule-failed.txt.
-Exit status 1 if any scenario failed. The test bed's env must be exported (run-all.sh does).
+Exit status 1 if any scenario failed. A scenario still running after MOLECULE_SCENARIO_TIMEOUT
+seconds (default 900) is stopped and counts as failed. The test bed's env must be exported (run-all.sh does).
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ import argparse
 import os
 import queue
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -36,6 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = ROOT / "extensions" / "molecule"
 OUT = ROOT / "tests" / "output"
 LANE_RE = re.compile(r"^#\s*lane:\s*(exclusive|shared)\b", re.MULTILINE)
+SCENARIO_TIMEOUT_S = int(os.environ.get("MOLECULE_SCENARIO_TIMEOUT", "900"))
 _print_lock = threading.Lock()
 
 
@@ -87,8 +90,21 @@ def run(name: str, lane: int, kubeconfig: str, failed: list[str]) -> None:
     with open(log, "w") as f:
         f.write(f"=== [molecule/{name}] molecule test -s {name} (lane {lane})\n")
         f.flush()
-        rc = subprocess.run(["molecule", "test", "-s", name], cwd=ROOT, env=env, stdout=f, stderr=subprocess.STDOUT,
-                            check=False).returncode
+        proc = subprocess.Popen(["molecule", "test", "-s", name], cwd=ROOT, env=env, stdout=f,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            rc = proc.wait(timeout=SCENARIO_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            # a hung scenario must not hold the run until CI's limit: stop it and its children
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+            f.write(f"\nfatal: [molecule]: FAILED! => scenario {name} still running after {SCENARIO_TIMEOUT_S} s: "
+                    "stopped (MOLECULE_SCENARIO_TIMEOUT)\n")
+            rc = 124
     took = round(time.monotonic() - t0)
     if rc:
         with _print_lock:
