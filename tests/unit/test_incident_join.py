@@ -25,8 +25,8 @@ def alert(name, severity):
 
 
 def test_a_graver_alert_raises_severity_clocks_and_title_and_keeps_the_opener(ledger):
-    first, created, _alerts = inc.open_incident(ledger, alert("DeploymentRolloutObserved", "info"), "deployment_observed",
-                                          now=NOW)
+    first, created, _alerts = inc.open_incident(ledger, alert("DeploymentRolloutObserved", "info"),
+                                                "deployment_observed", now=NOW)
     assert created and first["severity"] == "info"
     assert first["title"] == f"DeploymentRolloutObserved on {TARGET}"
     joined, created, _alerts = inc.open_incident(ledger, alert("HighErrorRate", "critical"), "high_error_rate", now=NOW + 60)
@@ -45,8 +45,8 @@ def test_a_graver_alert_raises_severity_clocks_and_title_and_keeps_the_opener(le
 
 def test_a_milder_alert_joins_without_changing_severity_or_title(ledger):
     first, _created, _alerts = inc.open_incident(ledger, alert("HighErrorRate", "critical"), "high_error_rate", now=NOW)
-    joined, created, _alerts = inc.open_incident(ledger, alert("DeploymentRolloutObserved", "info"), "deployment_observed",
-                                           now=NOW + 30)
+    joined, created, _alerts = inc.open_incident(ledger, alert("DeploymentRolloutObserved", "info"),
+                                                 "deployment_observed", now=NOW + 30)
     assert not created and joined["severity"] == "critical" and joined["title"] == first["title"]
     assert joined["data"]["procedures"] == ["high_error_rate", "deployment_observed"]
     # the same procedure again (a re-fired alert, a rerun) is listed once
