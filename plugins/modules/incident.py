@@ -122,7 +122,11 @@ options:
     description: One-line summary of the entry (C(state=record)) or the resolution (C(state=close)).
     type: str
   data:
-    description: Structured data of the entry. For a diagnosis, C(cause) and C(reasons).
+    description:
+      - Structured data of the entry. For a diagnosis, C(cause) and C(reasons).
+      - For an action, C(verdict) (the M(octollm.alert_response.guardrail) result) and C(result) (the action task's
+        result, or the procedure's summary with C(allowed), C(ok), C(changed)). The action's outcome is then journaled
+        beside the guardrail's verdict, and a per-incident limit does not count an action that failed without a change.
     type: dict
     default: {}
   level:
