@@ -124,7 +124,8 @@ options:
   data:
     description:
       - Structured data of the entry. For a diagnosis, C(cause) and C(reasons).
-      - For an action, C(verdict) (the M(octollm.alert_response.guardrail) result) and C(result) (the action task's
+      - For an action, C(verdict) (the M(octollm.alert_response.guardrail) result; C(verdicts) for actions taken
+        together) and C(result) (the action task's
         result, or the procedure's summary with C(allowed), C(ok), C(changed)). The action's outcome is then journaled
         beside the guardrail's verdict, and a per-incident limit does not count an action that failed without a change.
     type: dict
@@ -414,12 +415,15 @@ def do_record(module, ledger) -> dict:
         module.fail_json(msg=f"incident {p['incident_id']} does not exist in {ledger.describe()}")
     dedupe = p["kind"] in ("evidence", "diagnosis", "verification")
     entry = ledger.add_timeline(p["incident_id"], p["kind"], p["summary"], p["data"], dedupe=dedupe)
-    verdict = p["data"].get("verdict") if p["kind"] == "action" else None
-    outcome = guardrails.action_outcome(p["data"].get("result"))
-    if isinstance(verdict, dict) and verdict.get("action_id") and outcome:
-        # the guardrail journaled the action before it ran; its result goes beside it (a
+    if p["kind"] == "action":
+        # the guardrail journaled the action(s) before they ran (data.verdict, or data.verdicts
+        # for actions taken together, like cordon and drain); the outcome goes beside each (a
         # per-incident limit does not count an action that failed without changing anything)
-        ledger.set_action_result(verdict["action_id"], outcome)
+        outcome = guardrails.action_outcome(p["data"].get("result"))
+        verdicts = [p["data"].get("verdict")] + list(p["data"].get("verdicts") or [])
+        for verdict in verdicts:
+            if outcome and isinstance(verdict, dict) and verdict.get("action_id"):
+                ledger.set_action_result(verdict["action_id"], outcome)
     if p["kind"] == "diagnosis" and p["data"].get("cause"):
         cur = ledger.update_incident(p["incident_id"], cause=p["data"]["cause"])
     return {"changed": False, "incident": cur, "entry_id": entry}
