@@ -19,10 +19,10 @@ import datetime as dt
 import json
 import secrets
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 
+import module_runner
 import pytest
 import yaml
 from kubernetes import config, dynamic
@@ -42,23 +42,8 @@ pytestmark = pytest.mark.testbed
 # ------------------------------------------------------------------ helpers
 def run_tasks(env, tasks, group_defaults=None):
     """Run tasks [(module, args, check_mode)] in one playbook; returns their results."""
-    play = {"hosts": "localhost", "gather_facts": False, "tasks": [
-        {"name": f"task {i}", f"octollm.alert_response.{module}": args, "check_mode": check, "diff": True,
-         "ignore_errors": True} for i, (module, args, check) in enumerate(tasks)]}
-    if group_defaults:
-        play["module_defaults"] = {"group/octollm.alert_response.k8s": group_defaults}
-    with tempfile.NamedTemporaryFile("w", suffix=".yml", delete=False) as fh:
-        yaml.safe_dump([play], fh)
-    try:
-        proc = subprocess.run(["ansible-playbook", fh.name], check=False, cwd=REPO, text=True, capture_output=True,
-                              timeout=300, env=dict(env, ANSIBLE_STDOUT_CALLBACK="ansible.posix.json"))
-    finally:
-        Path(fh.name).unlink()
-    assert proc.returncode in (0, 2), proc.stderr[-3000:]
-    results = [task["hosts"]["localhost"] for task in json.loads(proc.stdout)["plays"][0]["tasks"]]
-    for result in results:
-        result["_stdout"] = proc.stdout
-    return results
+    return module_runner.run_tasks(env, tasks, {"group/octollm.alert_response.k8s": group_defaults}
+                                   if group_defaults else None, diff=True)
 
 
 def run_module(env, module, args, check=False, group_defaults=None):

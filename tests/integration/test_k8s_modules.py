@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import json
 import secrets
-import subprocess
-import tempfile
 import time
 from pathlib import Path
 
+import module_runner
 import pytest
-import yaml
 from kubernetes import client, config
 
 REPO = Path(__file__).resolve().parents[2]
@@ -26,19 +24,8 @@ pytestmark = pytest.mark.testbed
 
 def run_tasks(env, tasks):
     """Run tasks [(module, args, check_mode)] in one playbook; returns their results."""
-    play = {"hosts": "localhost", "gather_facts": False,
-            "module_defaults": {"group/octollm.alert_response.k8s": {"kubeconfig": KUBECONFIG}},
-            "tasks": [{"name": f"task {i}", f"octollm.alert_response.{module}": args, "check_mode": check,
-                       "diff": True, "ignore_errors": True} for i, (module, args, check) in enumerate(tasks)]}
-    with tempfile.NamedTemporaryFile("w", suffix=".yml", delete=False) as fh:
-        yaml.safe_dump([play], fh)
-    try:
-        proc = subprocess.run(["ansible-playbook", fh.name], check=False, cwd=REPO, text=True, capture_output=True,
-                              timeout=600, env=dict(env, ANSIBLE_STDOUT_CALLBACK="ansible.posix.json"))
-    finally:
-        Path(fh.name).unlink()
-    assert proc.returncode in (0, 2), proc.stderr[-3000:]
-    return [task["hosts"]["localhost"] for task in json.loads(proc.stdout)["plays"][0]["tasks"]]
+    return module_runner.run_tasks(env, tasks, {"group/octollm.alert_response.k8s": {"kubeconfig": KUBECONFIG}},
+                                   diff=True, timeout=600)
 
 
 @pytest.fixture(scope="module")

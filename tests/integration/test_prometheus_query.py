@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-import tempfile
 import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
 
+import module_runner
 import pytest
-import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 URL = "{{ lookup('env', 'OCTOLLM_PROMETHEUS_URL') }}"
@@ -23,20 +22,7 @@ pytestmark = pytest.mark.testbed
 # ------------------------------------------------------------------ helpers
 def run_module(env, args, check=False):
     """Run prometheus_query through ansible-playbook; returns its result (+ `_stdout`)."""
-    task = {"name": "under test", "octollm.alert_response.prometheus_query": args, "check_mode": check,
-            "ignore_errors": True}
-    play = [{"hosts": "localhost", "gather_facts": False, "tasks": [task]}]
-    with tempfile.NamedTemporaryFile("w", suffix=".yml", delete=False) as fh:
-        yaml.safe_dump(play, fh)
-    try:
-        proc = subprocess.run(["ansible-playbook", fh.name], check=False, cwd=REPO, text=True, capture_output=True,
-                              timeout=300, env=dict(env, ANSIBLE_STDOUT_CALLBACK="ansible.posix.json"))
-    finally:
-        Path(fh.name).unlink()
-    assert proc.returncode in (0, 2), proc.stderr[-3000:]
-    result = json.loads(proc.stdout)["plays"][0]["tasks"][0]["hosts"]["localhost"]
-    result["_stdout"] = proc.stdout
-    return result
+    return module_runner.run_module(env, "prometheus_query", args, check)
 
 
 def direct(testbed, path, **params):

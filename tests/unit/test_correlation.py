@@ -7,12 +7,6 @@ from ansible_collections.octollm.alert_response.plugins.module_utils import corr
 from ansible_collections.octollm.alert_response.plugins.module_utils.ledger import Ledger
 
 
-@pytest.fixture()
-def ledger(tmp_path):
-    with Ledger.open(str(tmp_path / "l.sqlite3")) as lg:
-        yield lg
-
-
 def store(lg, fp, status="firing", now=1000.0, **labels):
     alert = {"fingerprint": fp, "startsAt": "2026-11-29T03:00:00Z", "status": status, "labels": labels}
     return lg.get_alert(lg.record_alerts([alert], now=now)[0]["id"])

@@ -13,19 +13,11 @@ import pytest
 import yaml
 
 from ansible_collections.octollm.alert_response.plugins.module_utils import guardrails as g
-from ansible_collections.octollm.alert_response.plugins.module_utils.ledger import Ledger
 from ansible_collections.octollm.alert_response.plugins.modules import guardrail as module
 
 REPO = Path(__file__).resolve().parents[2]
 NOW = 1_800_000_000.0
 TARGET = "deployment/octollm-prod/api"
-
-
-@pytest.fixture
-def ledger(tmp_path):
-    lg = Ledger.open(str(tmp_path / "ledger.sqlite3"))
-    yield lg
-    lg.close()
 
 
 def req(action="rollout_restart", target_key=TARGET, mode="remediate", params=None, policy=None, **extra):

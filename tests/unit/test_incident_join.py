@@ -6,17 +6,9 @@ from __future__ import annotations
 import pytest
 
 from ansible_collections.octollm.alert_response.plugins.module_utils import incident as inc
-from ansible_collections.octollm.alert_response.plugins.module_utils.ledger import Ledger
 
 NOW = 1_800_000_000.0
 TARGET = "deployment/octollm-prod/checkout"
-
-
-@pytest.fixture
-def ledger(tmp_path):
-    lg = Ledger.open(str(tmp_path / "ledger.sqlite3"))
-    yield lg
-    lg.close()
 
 
 def alert(name, severity):
