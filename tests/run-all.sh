@@ -60,11 +60,11 @@ if [ -z "${ONLY:-}" ] || [ "$ONLY" = molecule ] || [[ "$ONLY" == molecule/* ]]; 
   python tools/molecule_lanes.py --only "${ONLY:-}" 2>&1 | tee tests/output/logs/molecule.log
   rc=${PIPESTATUS[0]}
   echo "=== [molecule] all scenarios in $((SECONDS - t0)) s" | tee -a "$timings"
-  n=${#failed[@]}
   if [ -s tests/output/molecule-failed.txt ]; then
-    while read -r name; do [ -n "$name" ] && failed+=("molecule/$name"); done < tests/output/molecule-failed.txt
+    while read -r name; do failed+=("molecule/$name"); done < tests/output/molecule-failed.txt
+  elif [ "$rc" != 0 ]; then
+    failed+=(molecule)   # the runner itself failed
   fi
-  [ "$rc" != 0 ] && [ ${#failed[@]} = "$n" ] && failed+=(molecule)   # the runner itself failed
 fi
 
 echo

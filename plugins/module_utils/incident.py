@@ -238,11 +238,10 @@ def report_markdown(ledger, incident_id: int) -> str:
     alerts = ledger.incident_alerts(incident_id)
     actions = ledger.actions(incident_id=incident_id)
     d = inc["data"]
+    joined = [p for p in d.get("procedures") or [] if p != inc.get("procedure")]
     lines = [f"# Incident {inc['id']}: {_md(inc['title'])}", "",
              f"- **Status**: {inc['status']}  **Severity**: {inc['severity']}  "
-             f"**Procedure**: {inc.get('procedure') or '-'}"
-             + "".join(f" (joined by {', '.join(others)})" for others in
-                       [[p for p in d.get("procedures") or [] if p != inc.get("procedure")]] if others),
+             f"**Procedure**: {inc.get('procedure') or '-'}" + (f" (joined by {', '.join(joined)})" if joined else ""),
              f"- **Target**: `{_md(inc['target_key'])}`",
              f"- **Started**: {fmt_time(inc.get('started_at'))} UTC  **Acknowledged**: "
              f"{fmt_time(inc.get('acknowledged_at'))}  **Closed**: {fmt_time(inc.get('closed_at'))}",

@@ -125,9 +125,9 @@ options:
     description:
       - Structured data of the entry. For a diagnosis, C(cause) and C(reasons).
       - For an action, C(verdict) (the M(octollm.alert_response.guardrail) result; C(verdicts) for actions taken
-        together) and C(result) (the action task's
-        result, or the procedure's summary with C(allowed), C(ok), C(changed)). The action's outcome is then journaled
-        beside the guardrail's verdict, and a per-incident limit does not count an action that failed without a change.
+        together) and C(result) (the action task's result, or the procedure's summary with C(allowed), C(ok),
+        C(changed)). The action's outcome is then journaled beside the guardrail's verdict, and a per-incident limit
+        does not count an action that failed without a change.
     type: dict
     default: {}
   level:
@@ -420,9 +420,8 @@ def do_record(module, ledger) -> dict:
         # for actions taken together, like cordon and drain); the outcome goes beside each (a
         # per-incident limit does not count an action that failed without changing anything)
         outcome = guardrails.action_outcome(p["data"].get("result"))
-        verdicts = [p["data"].get("verdict")] + list(p["data"].get("verdicts") or [])
-        for verdict in verdicts:
-            if outcome and isinstance(verdict, dict) and verdict.get("action_id"):
+        for verdict in [p["data"].get("verdict")] + list(p["data"].get("verdicts") or []) if outcome else []:
+            if isinstance(verdict, dict) and verdict.get("action_id"):
                 ledger.set_action_result(verdict["action_id"], outcome)
     if p["kind"] == "diagnosis" and p["data"].get("cause"):
         cur = ledger.update_incident(p["incident_id"], cause=p["data"]["cause"])

@@ -23,6 +23,8 @@ import os
 import sys
 from collections import Counter
 
+import yaml
+
 
 def parse(ts: str) -> float:
     return dt.datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
@@ -32,14 +34,13 @@ def token_id(kubeconfig: str) -> str | None:
     """The credential ID the API server logs for the kubeconfig's ServiceAccount token
     ("JTI=<jti claim>"), or None (no such file, no token, not a JWT)."""
     try:
-        import yaml  # pylint: disable=import-outside-toplevel
         with open(kubeconfig) as f:
             cfg = yaml.safe_load(f)
         token = cfg["users"][0]["user"]["token"]
         payload = token.split(".")[1]
         claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
         return f"JTI={claims['jti']}"
-    except (OSError, KeyError, IndexError, TypeError, ValueError, ImportError):
+    except (OSError, KeyError, IndexError, TypeError, ValueError):
         return None
 
 
