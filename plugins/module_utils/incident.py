@@ -144,11 +144,14 @@ def open_incident(ledger, alert: dict, procedure: str | None, now: float | None 
     elif _rank(severity) > _rank(incident["severity"]):
         # HighLatency joining a HighRequestLatency incident, HighErrorRate joining the incident
         # of the rollout it follows: one incident, the higher severity (its SLA clocks, from
-        # the incident's start) and the graver alert's title; the procedure that opened it stays
+        # the incident's start), the graver alert's title, and its procedure leads (the one
+        # that remediates); the procedures that ran before stay listed in data.procedures
         deadlines = sla_deadlines(severity, incident.get("started_at") or incident["opened_at"], sla_overrides)
+        lead = {"procedure": procedure} if procedure else {}
         incident = ledger.update_incident(incident["id"], severity=severity, ack_deadline=deadlines["ack_deadline"],
                                           resolve_deadline=deadlines["resolve_deadline"],
-                                          title=title or f"{_title(alert, target_key)} (joined {incident['title']})")
+                                          title=title or f"{_title(alert, target_key)} (joined {incident['title']})",
+                                          **lead)
     ran = list(incident["data"].get("procedures") or ([incident["procedure"]] if incident.get("procedure") else []))
     if procedure and procedure not in ran:
         incident = ledger.update_incident(incident["id"], data={"procedures": ran + [procedure]})
@@ -238,10 +241,10 @@ def report_markdown(ledger, incident_id: int) -> str:
     alerts = ledger.incident_alerts(incident_id)
     actions = ledger.actions(incident_id=incident_id)
     d = inc["data"]
-    joined = [p for p in d.get("procedures") or [] if p != inc.get("procedure")]
+    others = [p for p in d.get("procedures") or [] if p != inc.get("procedure")]
     lines = [f"# Incident {inc['id']}: {_md(inc['title'])}", "",
              f"- **Status**: {inc['status']}  **Severity**: {inc['severity']}  "
-             f"**Procedure**: {inc.get('procedure') or '-'}" + (f" (joined by {', '.join(joined)})" if joined else ""),
+             f"**Procedure**: {inc.get('procedure') or '-'}" + (f" (also ran: {', '.join(others)})" if others else ""),
              f"- **Target**: `{_md(inc['target_key'])}`",
              f"- **Started**: {fmt_time(inc.get('started_at'))} UTC  **Acknowledged**: "
              f"{fmt_time(inc.get('acknowledged_at'))}  **Closed**: {fmt_time(inc.get('closed_at'))}",

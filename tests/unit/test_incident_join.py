@@ -1,5 +1,6 @@
 """Joining alerts into one incident (plugins/module_utils/incident.py open_incident), with a
-real SQLite ledger: a graver alert raises the severity, its SLA clocks and the title; every
+real SQLite ledger: a graver alert raises the severity, its SLA clocks and the title, and its
+procedure leads; every
 procedure that ran is listed and the report says so."""
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ def alert(name, severity):
             "labels": {"alertname": name, "severity": severity, "namespace": "octollm-prod", "deployment": "checkout"}}
 
 
-def test_a_graver_alert_raises_severity_clocks_and_title_and_keeps_the_opener(ledger):
+def test_a_graver_alert_raises_severity_clocks_and_title_and_leads_the_incident(ledger):
     first, created, _alerts = inc.open_incident(ledger, alert("DeploymentRolloutObserved", "info"),
                                                 "deployment_observed", now=NOW)
     assert created and first["severity"] == "info"
@@ -28,10 +29,11 @@ def test_a_graver_alert_raises_severity_clocks_and_title_and_keeps_the_opener(le
     assert joined["resolve_deadline"] - first["opened_at"] == pytest.approx(3600, abs=1)
     assert joined["title"].startswith(f"HighErrorRate on {TARGET}")
     assert "DeploymentRolloutObserved" in joined["title"]
-    assert joined["procedure"] == "deployment_observed"
+    # the graver alert's procedure leads (it remediates); the opener stays listed
+    assert joined["procedure"] == "high_error_rate"
     assert joined["data"]["procedures"] == ["deployment_observed", "high_error_rate"]
     report = inc.report_markdown(ledger, first["id"])
-    assert "**Procedure**: deployment_observed (joined by high_error_rate)" in report
+    assert "**Procedure**: high_error_rate (also ran: deployment_observed)" in report
     assert "**Severity**: critical" in report
 
 
@@ -44,4 +46,5 @@ def test_a_milder_alert_joins_without_changing_severity_or_title(ledger):
     # the same procedure again (a re-fired alert, a rerun) is listed once
     again, _created, _alerts = inc.open_incident(ledger, alert("HighErrorRate", "critical"), "high_error_rate", now=NOW + 90)
     assert again["data"]["procedures"] == ["high_error_rate", "deployment_observed"]
-    assert "(joined by deployment_observed)" in inc.report_markdown(ledger, first["id"])
+    assert again["procedure"] == "high_error_rate"
+    assert "**Procedure**: high_error_rate (also ran: deployment_observed)" in inc.report_markdown(ledger, first["id"])
