@@ -11,6 +11,7 @@ discovery round trips, which matters when a procedure runs per alert.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import traceback
 
 try:
@@ -115,6 +116,18 @@ def to_dict(obj) -> dict:
         return {}
     from kubernetes.client import ApiClient
     return ApiClient().sanitize_for_serialization(obj)
+
+
+def read_json(call, *args, **kwargs) -> dict:
+    """Call a typed API method and return the response body as plain JSON data, without
+    building typed client objects: for large lists (every Node of a cluster) the typed
+    objects cost more than the request (x5 at 1,000 nodes). Same keys as ``to_dict`` gives;
+    timestamps stay the API's RFC 3339 strings. Errors raise ``ApiException`` as usual."""
+    resp = call(*args, _preload_content=False, **kwargs)
+    try:
+        return json.loads(resp.data or b"{}")
+    finally:
+        resp.release_conn()
 
 
 def now_utc() -> dt.datetime:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import time
 
-from ansible_collections.octollm.alert_response.plugins.module_utils.k8s import ApiException, api_error, to_dict
+from ansible_collections.octollm.alert_response.plugins.module_utils.k8s import ApiException, api_error, read_json, to_dict
 
 CONDITIONS = ("Ready", "MemoryPressure", "DiskPressure", "PIDPressure", "NetworkUnavailable")
 MIRROR = "kubernetes.io/config.mirror"
@@ -109,15 +109,15 @@ class Node:
 
     def pods(self, critical_namespaces=(), critical_workloads=()) -> list:
         try:
-            items = to_dict(self.c.core.list_pod_for_all_namespaces(
-                field_selector=f"spec.nodeName={self.name}")).get("items") or []
+            items = read_json(self.c.core.list_pod_for_all_namespaces,
+                              field_selector=f"spec.nodeName={self.name}").get("items") or []
         except ApiException as exc:
             raise NodeError(api_error(exc, f"cannot list the pods on node {self.name}")) from None
         return [classify_pod(p, critical_namespaces, critical_workloads) for p in items]
 
     def all_nodes(self) -> list:
         try:
-            return to_dict(self.c.core.list_node()).get("items") or []
+            return read_json(self.c.core.list_node).get("items") or []
         except ApiException as exc:
             raise NodeError(api_error(exc, "cannot list nodes (for the NotReady share)")) from None
 

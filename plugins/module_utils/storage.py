@@ -26,7 +26,7 @@ import re
 import time
 
 from ansible_collections.octollm.alert_response.plugins.module_utils.diagnosis import quantity
-from ansible_collections.octollm.alert_response.plugins.module_utils.k8s import ApiException, api_error, to_dict
+from ansible_collections.octollm.alert_response.plugins.module_utils.k8s import ApiException, api_error, read_json, to_dict
 
 BETA_CLASS = "volume.beta.kubernetes.io/storage-class"
 DEFAULT_CLASS = ("storageclass.kubernetes.io/is-default-class", "storageclass.beta.kubernetes.io/is-default-class")
@@ -279,7 +279,10 @@ class Claim:
                     "node_affinity": bool(affinity), "matching_nodes": None}
             if affinity:
                 if nodes is None:
-                    nodes = self._list(self.c.core.list_node, "nodes")
+                    try:  # raw JSON: the typed objects of every Node cost more than the request
+                        nodes = read_json(self.c.core.list_node).get("items") or []
+                    except ApiException as exc:
+                        raise StorageError(api_error(exc, f"cannot list nodes (for {self.what()})")) from None
                 item["matching_nodes"] = [n["metadata"]["name"] for n in nodes if node_selector_matches(affinity, n)][:5]
             fitting.append(item)
         return {"available_fitting": fitting, "requested_volume": name,

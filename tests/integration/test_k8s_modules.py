@@ -169,6 +169,12 @@ def test_node_drain_cycle_respects_the_budget_and_our_cordon(testbed_env, kube, 
             ("node_drain", drain, False)])
         assert info["pods_summary"]["total"] == 3 and info["pods_summary"]["critical"] == 3
         assert info["node"]["ready"] == "True" and not info["node"]["unschedulable"]
+        # the cluster counts (read as raw JSON) agree with an independent typed read
+        nodes = core.list_node().items
+        assert info["cluster"]["total_nodes"] == len(nodes) and info["cluster"]["target_found"]
+        assert info["cluster"]["not_ready"] == sorted(n.metadata.name for n in nodes if not any(
+            c.type == "Ready" and c.status == "True" for c in n.status.conditions or []))
+        assert info["node"]["heartbeat_age_s"] is not None and info["node"]["heartbeat_age_s"] < 600
         assert check["changed"] and check["cordoned"] and len(check["to_evict"]) == 3 and not check["evicted"]
         assert real["changed"] and len(real["evicted"]) == 3 and real["rescheduled"]["ok"], real
         assert not check2["changed"] and not real2["changed"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 
+from ansible_collections.octollm.alert_response.plugins.module_utils import k8s
 from ansible_collections.octollm.alert_response.plugins.module_utils import nodes as nd
 from ansible_collections.octollm.alert_response.plugins.module_utils import workloads as wl
 
@@ -173,6 +174,24 @@ def test_restart_image_scale_are_idempotent():
 def node(name, ready="True", unschedulable=False):
     return {"metadata": {"name": name}, "spec": {"unschedulable": unschedulable},
             "status": {"conditions": [{"type": "Ready", "status": ready}]}}
+
+
+def test_read_json_returns_the_body_without_typed_objects_and_frees_the_connection():
+    seen, released = {}, []
+
+    class Response:
+        data = b'{"items": [{"metadata": {"name": "n1", "creationTimestamp": "2026-11-29T03:00:00Z"}}]}'
+
+        def release_conn(self):
+            released.append(True)
+
+    def list_node(*args, **kwargs):
+        seen.update(kwargs)
+        return Response()
+
+    body = k8s.read_json(list_node, field_selector="spec.nodeName=n1")
+    assert body["items"][0]["metadata"] == {"name": "n1", "creationTimestamp": "2026-11-29T03:00:00Z"}
+    assert seen == {"_preload_content": False, "field_selector": "spec.nodeName=n1"} and released == [True]
 
 
 def test_cluster_counts():
