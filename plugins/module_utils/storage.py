@@ -189,9 +189,11 @@ class Claim:
                 return None
             raise StorageError(api_error(exc, f"cannot read {self.what()}")) from None
 
-    def _list(self, call, what, *args, **kw) -> list:
+    def _list(self, call, what, *args, raw=False, **kw) -> list:
+        """The items of a list call; ``raw`` reads the body as plain JSON (no typed objects),
+        for lists that grow with the cluster."""
         try:
-            return to_dict(call(*args, **kw)).get("items") or []
+            return (read_json(call, *args, **kw) if raw else to_dict(call(*args, **kw))).get("items") or []
         except ApiException as exc:
             raise StorageError(api_error(exc, f"cannot list {what} (for {self.what()})")) from None
 
@@ -279,10 +281,7 @@ class Claim:
                     "node_affinity": bool(affinity), "matching_nodes": None}
             if affinity:
                 if nodes is None:
-                    try:  # raw JSON: the typed objects of every Node cost more than the request
-                        nodes = read_json(self.c.core.list_node).get("items") or []
-                    except ApiException as exc:
-                        raise StorageError(api_error(exc, f"cannot list nodes (for {self.what()})")) from None
+                    nodes = self._list(self.c.core.list_node, "nodes", raw=True)
                 item["matching_nodes"] = [n["metadata"]["name"] for n in nodes if node_selector_matches(affinity, n)][:5]
             fitting.append(item)
         return {"available_fitting": fitting, "requested_volume": name,

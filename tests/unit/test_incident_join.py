@@ -1,7 +1,6 @@
 """Joining alerts into one incident (plugins/module_utils/incident.py open_incident), with a
 real SQLite ledger: a graver alert raises the severity, its SLA clocks and the title, and its
-procedure leads; every
-procedure that ran is listed and the report says so."""
+procedure leads; every procedure that ran is listed and the report says so."""
 from __future__ import annotations
 
 import pytest
