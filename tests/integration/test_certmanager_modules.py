@@ -15,6 +15,7 @@ requests (what the module itself wrote, whatever the stand-in did afterwards).
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import json
 import secrets
@@ -415,13 +416,40 @@ def test_renew_with_an_issuer_that_is_not_ready(testbed_env, world):
     assert info["issuer"]["ready"]["reason"] == "ErrRegisterACMEAccount"
 
 
+@contextlib.contextmanager
+def certmanager_stopped(world):
+    """cert-manager's controller pod not Ready (the kwok fault label) for the block; its pods
+    are replaced afterwards, as a restart would."""
+    pods = world.api.resources.get(api_version="v1", kind="Pod")
+    deployments = world.api.resources.get(api_version="apps/v1", kind="Deployment")
+    selector = ",".join(f"{k}={v}" for k, v in deployments.get(
+        name="cert-manager", namespace="cert-manager").spec.selector.matchLabels.to_dict().items())
+
+    def ready():
+        return deployments.get(name="cert-manager", namespace="cert-manager").status.readyReplicas or 0
+
+    try:
+        for pod in pods.get(namespace="cert-manager", label_selector=selector).items:
+            pods.patch(name=pod.metadata.name, namespace="cert-manager", content_type="application/merge-patch+json",
+                       body={"metadata": {"labels": {"faults.octollm.io/not-ready": "true"}}})
+        eventually("cert-manager to have no ready pod", lambda: ready() == 0, timeout=30)
+        yield
+    finally:
+        for pod in pods.get(namespace="cert-manager", label_selector=selector).items:
+            pods.delete(name=pod.metadata.name, namespace="cert-manager")
+        eventually("cert-manager to be ready again", lambda: ready() >= 1, timeout=60)
+
+
 def test_renew_wait_timeout_and_missing_certificate(testbed_env, world):
+    """With cert-manager's controller down no request appears: the module says so and names
+    the controller, after writing the Issuing condition (changed)."""
     cert = fresh_certificate(world, "timeout")
-    # wait_timeout 0: one look right after the write, before any controller can answer
-    res = run_module(testbed_env, "certmanager_certificate_renew", {
-        "kubeconfig": KUBECONFIG, "name": cert["metadata"]["name"], "namespace": world.ns, "wait_timeout": 0})
+    with certmanager_stopped(world):
+        res = run_module(testbed_env, "certmanager_certificate_renew", {
+            "kubeconfig": KUBECONFIG, "name": cert["metadata"]["name"], "namespace": world.ns,
+            "wait_timeout": 2, "wait_sleep": 0.5})
     assert res["failed"] is True and res["changed"] is True
-    assert "no CertificateRequest with a revision above 4 appeared within 0s" in res["msg"]
+    assert "no CertificateRequest with a revision above 4 appeared within 2s" in res["msg"]
     assert "cert-manager" in res["msg"]
     missing = run_module(testbed_env, "certmanager_certificate_renew",
                          {"kubeconfig": KUBECONFIG, "name": "nope", "namespace": world.ns})

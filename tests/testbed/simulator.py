@@ -407,10 +407,11 @@ class Simulator:
     # ------------------------------------------------------------- cert-manager
     def issue_certificates(self) -> None:
         """Stand-in for cert-manager's issuing controller (no ACME server is reachable here):
-        a Certificate with the Issuing condition gets a CertificateRequest; when its issuer is
-        Ready and the cert-manager Deployment has a ready pod, the request is issued and the
-        Certificate renewed (new notAfter, revision + 1); otherwise the request fails with the
-        issuer's message, as cert-manager reports it."""
+        while the cert-manager Deployment has a ready pod, a Certificate with the Issuing
+        condition gets a CertificateRequest; when its issuer is Ready the request is issued and
+        the Certificate renewed (new notAfter, revision + 1), otherwise the request fails with
+        the issuer's message, as cert-manager reports it. With no ready controller pod nothing
+        happens, as with the real controller: nobody creates the request."""
         core, apps, custom = self.k8s()
         certs = [c for c in self.snap.certificates
                  if any(x["type"] == "Issuing" and x["status"] == "True" for x in (c.get("status") or {}).get("conditions") or [])]
@@ -421,10 +422,12 @@ class Simulator:
             controller_up = (cm.status.ready_replicas or 0) > 0
         except Exception:  # noqa: BLE001 - no cert-manager Deployment: nothing issues
             controller_up = False
+        if not controller_up:
+            return
         for cert in certs:
-            self._issue_one(custom, cert, controller_up)
+            self._issue_one(custom, cert)
 
-    def _issue_one(self, custom, cert: dict, controller_up: bool) -> None:
+    def _issue_one(self, custom, cert: dict) -> None:
         md, spec, st = cert["metadata"], cert["spec"], cert.get("status") or {}
         ns, name = md["namespace"], md["name"]
         rev = int(st.get("revision") or 0) + 1
@@ -450,8 +453,6 @@ class Simulator:
                     "spec": {"request": "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURSBSRVFVRVNULS0tLS0K", "issuerRef": ref,
                              "usages": ["digital signature", "key encipherment"]}}
             custom.create_namespaced_custom_object("cert-manager.io", "v1", ns, "certificaterequests", body)
-        if not controller_up:
-            return  # nothing happens while cert-manager's controller is down
         if icond.get("status") == "True":
             cr_status = {"conditions": [
                 {"type": "Approved", "status": "True", "reason": "cert-manager.io", "lastTransitionTime": ts},
