@@ -7,6 +7,7 @@ same run, plus the raw numbers, written with the machine to bench/results/<times
     .venv/bin/python bench/run.py                 # the full run (docs/performance.md); long on 2 cores
     .venv/bin/python bench/run.py --quick         # small counts, for development
     .venv/bin/python bench/run.py --only intake,latency
+    .venv/bin/python bench/run.py --only storm --storm-deployments 0   # storm B alone (0 targets: A alone)
     .venv/bin/python bench/run.py --cleanup       # remove what an interrupted run left behind
 
 Benchmarks (one module each in this folder; docs/performance.md explains them):
@@ -189,9 +190,12 @@ def main() -> int:
                                                   params["scale_pods_per_node"], params["scale_repeats"])
                 elif name == "storm":
                     import storm
-                    results[name] = {"dedup": storm.dedup_storm(tb, kube, pool, params["storm_deployments"],
-                                                                params["storm_replicas"], params["storm_resends"])}
-                    results[name]["throughput"] = storm.throughput_storm(tb, kube, params["storm_targets"])
+                    results[name] = {}
+                    if params["storm_deployments"] > 0:  # --storm-deployments 0: storm B alone
+                        results[name]["dedup"] = storm.dedup_storm(tb, kube, pool, params["storm_deployments"],
+                                                                   params["storm_replicas"], params["storm_resends"])
+                    if params["storm_targets"] > 0:  # --storm-targets 0: storm A alone
+                        results[name]["throughput"] = storm.throughput_storm(tb, kube, params["storm_targets"])
             except KeyboardInterrupt:
                 results[name] = {"error": "interrupted"}
                 raise
