@@ -20,6 +20,7 @@ import datetime as dt
 import json
 import secrets
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -30,6 +31,9 @@ from kubernetes import config, dynamic
 from kubernetes.dynamic.exceptions import NotFoundError
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tools"))
+import demo  # noqa: E402  (its Kube: the fault labels the closed-loop tests use)
+
 MODULES = ["certmanager_certificate_info", "certmanager_certificate_renew"]
 KUBECONFIG = "{{ lookup('env', 'OCTOLLM_RUNNER_KUBECONFIG') }}"
 CM, ACME = "cert-manager.io/v1", "acme.cert-manager.io/v1"
@@ -417,26 +421,22 @@ def test_renew_with_an_issuer_that_is_not_ready(testbed_env, world):
 
 
 @contextlib.contextmanager
-def certmanager_stopped(world):
+def certmanager_stopped(env):
     """cert-manager's controller pod not Ready (the kwok fault label) for the block; its pods
     are replaced afterwards, as a restart would."""
-    pods = world.api.resources.get(api_version="v1", kind="Pod")
-    deployments = world.api.resources.get(api_version="apps/v1", kind="Deployment")
-    selector = ",".join(f"{k}={v}" for k, v in deployments.get(
-        name="cert-manager", namespace="cert-manager").spec.selector.matchLabels.to_dict().items())
+    kube = demo.Kube(env)
+    spec = kube.apps.read_namespaced_deployment("cert-manager", "cert-manager").spec
+    selector = ",".join(f"{k}={v}" for k, v in spec.selector.match_labels.items())
 
     def ready():
-        return deployments.get(name="cert-manager", namespace="cert-manager").status.readyReplicas or 0
+        return kube.apps.read_namespaced_deployment("cert-manager", "cert-manager").status.ready_replicas or 0
 
     try:
-        for pod in pods.get(namespace="cert-manager", label_selector=selector).items:
-            pods.patch(name=pod.metadata.name, namespace="cert-manager", content_type="application/merge-patch+json",
-                       body={"metadata": {"labels": {"faults.octollm.io/not-ready": "true"}}})
+        kube.label_pods("cert-manager", selector, {"faults.octollm.io/not-ready": "true"})
         eventually("cert-manager to have no ready pod", lambda: ready() == 0, timeout=30)
         yield
     finally:
-        for pod in pods.get(namespace="cert-manager", label_selector=selector).items:
-            pods.delete(name=pod.metadata.name, namespace="cert-manager")
+        kube.core.delete_collection_namespaced_pod("cert-manager", label_selector=selector)
         eventually("cert-manager to be ready again", lambda: ready() >= 1, timeout=60)
 
 
@@ -444,7 +444,7 @@ def test_renew_wait_timeout_and_missing_certificate(testbed_env, world):
     """With cert-manager's controller down no request appears: the module says so and names
     the controller, after writing the Issuing condition (changed)."""
     cert = fresh_certificate(world, "timeout")
-    with certmanager_stopped(world):
+    with certmanager_stopped(testbed_env):
         res = run_module(testbed_env, "certmanager_certificate_renew", {
             "kubeconfig": KUBECONFIG, "name": cert["metadata"]["name"], "namespace": world.ns,
             "wait_timeout": 2, "wait_sleep": 0.5})
